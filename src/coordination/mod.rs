@@ -1,0 +1,74 @@
+//! Coordination: state that every worker must agree on — daily salts, live visits, and
+//! (with the scheduler) who leads. On one machine it lives in this process, persisted
+//! through the store where a restart must not lose it; the cluster backend (Redis) will
+//! implement the same trait.
+
+use crate::domain::{EventKind, LocalDay, Site, SiteId, VisitId, VisitorId};
+use crate::identity::{self, DailySalt};
+use crate::storage::{Store, StoreResult};
+use crate::visits::{LiveVisits, VISIT_GAP_MS};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[async_trait]
+pub trait Coordinator: Send + Sync + 'static {
+    /// The salt of (site, local day), created once and shared by every caller.
+    async fn salt(&self, site: &Site, day: LocalDay) -> StoreResult<DailySalt>;
+    /// The visit an event belongs to (see `visits::LiveVisits::touch`).
+    async fn touch_visit(&self, site: SiteId, visitor: VisitorId, kind: EventKind, ts_ms: i64) -> StoreResult<Option<VisitId>>;
+    /// Periodic housekeeping: forget finished visits and cached salts, delete expired
+    /// salts from storage.
+    async fn housekeeping(&self, now_ms: i64) -> StoreResult<()>;
+    fn is_leader(&self) -> bool;
+}
+
+/// Single-machine coordination: this process is always the leader.
+pub struct LocalCoordinator {
+    store: Arc<dyn Store>,
+    /// Salts in use, with the time each may be forgotten.
+    salts: RwLock<HashMap<(SiteId, LocalDay), (DailySalt, i64)>>,
+    visits: LiveVisits,
+}
+
+impl LocalCoordinator {
+    /// Creates the coordinator and resumes the visits still open in storage, so a visitor
+    /// who comes back within 30 minutes of a restart continues the same visit.
+    pub async fn start(store: Arc<dyn Store>, now_ms: i64) -> StoreResult<LocalCoordinator> {
+        let visits = LiveVisits::default();
+        visits.restore(store.recent_visits(now_ms - VISIT_GAP_MS).await?);
+        Ok(LocalCoordinator { store, salts: RwLock::new(HashMap::new()), visits })
+    }
+
+    pub fn live_visits(&self) -> usize {
+        self.visits.len()
+    }
+}
+
+#[async_trait]
+impl Coordinator for LocalCoordinator {
+    async fn salt(&self, site: &Site, day: LocalDay) -> StoreResult<DailySalt> {
+        if let Some((s, _)) = self.salts.read().expect("salt cache poisoned").get(&(site.id, day)) {
+            return Ok(*s);
+        }
+        let expires = identity::salt_expiry_ms(&site.timezone, day);
+        let salt = self.store.salt(site.id, day, DailySalt::random(), expires).await?;
+        self.salts.write().expect("salt cache poisoned").insert((site.id, day), (salt, expires));
+        Ok(salt)
+    }
+
+    async fn touch_visit(&self, site: SiteId, visitor: VisitorId, kind: EventKind, ts_ms: i64) -> StoreResult<Option<VisitId>> {
+        Ok(self.visits.touch(site, visitor, kind, ts_ms))
+    }
+
+    async fn housekeeping(&self, now_ms: i64) -> StoreResult<()> {
+        self.visits.evict_before(now_ms);
+        self.salts.write().expect("salt cache poisoned").retain(|_, (_, expires)| *expires >= now_ms);
+        self.store.delete_expired_salts(now_ms).await?;
+        Ok(())
+    }
+
+    fn is_leader(&self) -> bool {
+        true
+    }
+}

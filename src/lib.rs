@@ -1,0 +1,18 @@
+//! Footfall: self-hosted, privacy-friendly web analytics in one binary.
+//! See ARCHITECTURE.md for the map of modules and the rules between them.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod coordination;
+pub mod domain;
+pub mod identity;
+pub mod import;
+pub mod ingest;
+pub mod metrics;
+pub mod sites;
+pub mod startup;
+pub mod storage;
+pub mod visits;
+pub mod web;
+pub mod writer;

@@ -1,0 +1,93 @@
+//! The storage boundary. Everything durable goes through `Store`; no SQLite (or, later,
+//! PostgreSQL) type appears outside its backend module. Each backend owns its schema and
+//! migrations and runs them when opened.
+
+pub mod sqlite;
+
+use crate::domain::{Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};
+use crate::identity::DailySalt;
+use crate::visits::LiveVisit;
+use async_trait::async_trait;
+use std::collections::HashSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Another writer changed a day partition while an import was rebuilding it.
+    #[error("the day partition changed during the import")]
+    Conflict,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Import deduplication key: a digest of the imported line and its occurrence number.
+pub type ImportKey = [u8; 32];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionEvent {
+    pub id: i64,
+    pub visitor: VisitorId,
+    pub ts_ms: i64,
+    pub kind: EventKind,
+    pub visit: VisitId,
+}
+
+/// Everything an import writes for one (site, local day), applied atomically.
+#[derive(Debug, Clone)]
+pub struct ImportBatch {
+    pub site: SiteId,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// How many events the partition held when the import read it; a different count at
+    /// apply time means a concurrent writer, and the import retries.
+    pub expected_existing: usize,
+    pub events: Vec<Event>,
+    pub keys: Vec<ImportKey>,
+    /// Existing events whose visit changed because imported events joined or split visits.
+    pub visit_updates: Vec<(i64, VisitId)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub site: Option<SiteId>,
+    /// SHA-256 of the secret, hex; the secret itself is never stored.
+    pub key_hash: String,
+    /// The first characters of the secret, to recognise a key in listings.
+    pub prefix: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn add_site(&self, domain: &Domain, timezone: Timezone) -> StoreResult<Site>;
+    async fn site_by_domain(&self, domain: &str) -> StoreResult<Option<Site>>;
+    async fn sites(&self) -> StoreResult<Vec<Site>>;
+    async fn add_user(&self, email: &str, password_hash: &str, admin: bool) -> StoreResult<i64>;
+    async fn add_api_key(&self, key: NewApiKey) -> StoreResult<i64>;
+
+    /// The salt of (site, day): the stored one, or `candidate` if none was stored yet.
+    /// Atomic, so concurrent callers (threads or processes) agree on one salt.
+    async fn salt(&self, site: SiteId, day: LocalDay, candidate: DailySalt, expires_at_ms: i64) -> StoreResult<DailySalt>;
+    async fn delete_expired_salts(&self, now_ms: i64) -> StoreResult<u64>;
+
+    /// Stores a batch of live events in one transaction: all of them or none.
+    async fn insert_events(&self, events: Vec<Event>) -> StoreResult<()>;
+    /// The latest event of every visitor seen since `since_ms`, to resume visits after a
+    /// restart.
+    async fn recent_visits(&self, since_ms: i64) -> StoreResult<Vec<LiveVisit>>;
+
+    async fn partition(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<PartitionEvent>>;
+    async fn known_import_keys(&self, site: SiteId, keys: Vec<ImportKey>) -> StoreResult<HashSet<ImportKey>>;
+    async fn apply_import(&self, batch: ImportBatch) -> StoreResult<()>;
+
+    /// Raw events of a site in `[from_ms, to_ms)`, oldest first.
+    async fn events(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Event>>;
+}

@@ -1,0 +1,520 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, so a
+//! committed transaction survives a crash or power loss. Blocking calls run on tokio's
+//! blocking pool. Events are written through one connection (SQLite has one writer at a
+//! time anyway); reads use another so they never queue behind a batch commit.
+
+use super::{ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
+use crate::domain::{
+    Domain, Event, EventFacts, EventKind, LocalDay, Revenue, Site, SiteId, Timezone, Utm, VisitId, VisitorId,
+};
+use crate::identity::DailySalt;
+use crate::visits::LiveVisit;
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub const DB_FILE: &str = "footfall.db";
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+/// Append only: a released migration never changes.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sites (
+    id INTEGER PRIMARY KEY,
+    domain TEXT NOT NULL UNIQUE,
+    timezone TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_admin INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    key_prefix TEXT NOT NULL,
+    site_id INTEGER REFERENCES sites(id),
+    created_at INTEGER NOT NULL
+);
+-- Salts live apart from events and are deleted after their day (SPEC §3).
+CREATE TABLE salts (
+    site_id INTEGER NOT NULL REFERENCES sites(id),
+    day INTEGER NOT NULL,
+    salt BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, day)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    site_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    visitor_id INTEGER NOT NULL,
+    visit_id INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    interactive INTEGER NOT NULL,
+    hostname TEXT NOT NULL,
+    pathname TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    source TEXT NOT NULL,
+    utm_source TEXT NOT NULL,
+    utm_medium TEXT NOT NULL,
+    utm_campaign TEXT NOT NULL,
+    utm_content TEXT NOT NULL,
+    utm_term TEXT NOT NULL,
+    browser TEXT NOT NULL,
+    browser_version TEXT NOT NULL,
+    os TEXT NOT NULL,
+    os_version TEXT NOT NULL,
+    device TEXT NOT NULL,
+    country TEXT NOT NULL,
+    region TEXT NOT NULL,
+    city TEXT NOT NULL,
+    props TEXT,
+    revenue_amount TEXT,
+    revenue_currency TEXT,
+    scroll_depth INTEGER,
+    engaged_ms INTEGER
+);
+CREATE INDEX events_site_ts ON events(site_id, ts);
+-- Digests of imported lines, so rerunning an import never stores an event twice.
+CREATE TABLE import_keys (
+    site_id INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (site_id, key)
+) WITHOUT ROWID;
+"#];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("while opening {}", path.display()))?;
+    // Other processes (`footfall import`, `site add`) write to the same file; wait for
+    // them rather than fail.
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit syncs the WAL, which is what makes a 202 durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database under `data_dir` and migrates it.
+    pub fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("while creating the data directory {}", data_dir.display()))?;
+        let path = data_dir.join(DB_FILE);
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer).context("while migrating the database")?;
+        let reader = open_connection(&path)?;
+        Ok(SqliteStore { path, writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| anyhow!("a database connection was poisoned by a panic"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(anyhow!("database task failed: {e}")))?
+    }
+
+    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        Self::with(&self.writer, f).await
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        Self::with(&self.reader, f).await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let done: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done > MIGRATIONS.len() {
+        return Err(anyhow!(
+            "the database was written by a newer Footfall (schema version {done}, this build knows {})",
+            MIGRATIONS.len()
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.execute_batch(sql).with_context(|| format!("while applying migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Other(anyhow::Error::new(e))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn site_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn to_site((id, domain, tz): (i64, String, String)) -> StoreResult<Site> {
+    Ok(Site {
+        id: SiteId(id),
+        domain: Domain::parse(&domain).map_err(|e| anyhow!("stored site {id} has a bad domain: {e}"))?,
+        timezone: Timezone::parse(&tz).map_err(|e| anyhow!("stored site {id} has a bad timezone: {e}"))?,
+    })
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (site_id, ts, day, visitor_id, visit_id, kind, name, interactive,
+    hostname, pathname, referrer, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+    browser, browser_version, os, os_version, device, country, region, city, props, revenue_amount,
+    revenue_currency, scroll_depth, engaged_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+    ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+
+fn props_json(props: &[(String, String)]) -> Option<String> {
+    if props.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> =
+        props.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+fn insert_all(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(INSERT_EVENT)?;
+    for e in events {
+        let f = &e.facts;
+        stmt.execute(params![
+            e.site_id.0,
+            e.ts_ms,
+            e.day.0,
+            e.visitor_id.0 as i64,
+            e.visit_id.0 as i64,
+            f.kind.code(),
+            f.name,
+            f.interactive,
+            f.hostname,
+            f.pathname,
+            f.referrer,
+            f.source,
+            f.utm.source,
+            f.utm.medium,
+            f.utm.campaign,
+            f.utm.content,
+            f.utm.term,
+            f.browser,
+            f.browser_version,
+            f.os,
+            f.os_version,
+            f.device,
+            f.country,
+            f.region,
+            f.city,
+            props_json(&f.props),
+            f.revenue.as_ref().map(|r| r.amount.as_str()),
+            f.revenue.as_ref().map(|r| r.currency.as_str()),
+            f.scroll_depth.map(i64::from),
+            f.engaged_ms.map(i64::from),
+        ])?;
+    }
+    Ok(())
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let props: Option<String> = r.get(25)?;
+    let props = props
+        .and_then(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&p).ok())
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    let amount: Option<String> = r.get(26)?;
+    let currency: Option<String> = r.get(27)?;
+    let kind: i64 = r.get(5)?;
+    Ok(Event {
+        site_id: SiteId(r.get(0)?),
+        ts_ms: r.get(1)?,
+        day: LocalDay(r.get(2)?),
+        visitor_id: VisitorId(r.get::<_, i64>(3)? as u64),
+        visit_id: VisitId(r.get::<_, i64>(4)? as u64),
+        facts: EventFacts {
+            kind: EventKind::from_code(kind).unwrap_or(EventKind::Custom),
+            name: r.get(6)?,
+            interactive: r.get(7)?,
+            hostname: r.get(8)?,
+            pathname: r.get(9)?,
+            referrer: r.get(10)?,
+            source: r.get(11)?,
+            utm: Utm { source: r.get(12)?, medium: r.get(13)?, campaign: r.get(14)?, content: r.get(15)?, term: r.get(16)? },
+            browser: r.get(17)?,
+            browser_version: r.get(18)?,
+            os: r.get(19)?,
+            os_version: r.get(20)?,
+            device: r.get(21)?,
+            country: r.get(22)?,
+            region: r.get(23)?,
+            city: r.get(24)?,
+            props,
+            revenue: match (amount, currency) {
+                (Some(amount), Some(currency)) => Some(Revenue { amount, currency }),
+                _ => None,
+            },
+            scroll_depth: r.get::<_, Option<i64>>(28)?.map(|v| v as u8),
+            engaged_ms: r.get::<_, Option<i64>>(29)?.map(|v| v as u32),
+        },
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)).await
+    }
+
+    async fn add_site(&self, domain: &Domain, timezone: Timezone) -> StoreResult<Site> {
+        let domain = domain.clone();
+        self.write(move |c| {
+            let res = c.execute(
+                "INSERT INTO sites (domain, timezone, created_at) VALUES (?1, ?2, ?3)",
+                params![domain.as_str(), timezone.name(), now_ms()],
+            );
+            match res {
+                Ok(_) => Ok(Site { id: SiteId(c.last_insert_rowid()), domain, timezone }),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("site {domain}"))),
+                Err(e) => Err(db_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn site_by_domain(&self, domain: &str) -> StoreResult<Option<Site>> {
+        let domain = domain.to_string();
+        let row = self
+            .read(move |c| {
+                c.query_row("SELECT id, domain, timezone FROM sites WHERE domain = ?1", [&domain], site_from_row)
+                    .optional()
+                    .map_err(db_err)
+            })
+            .await?;
+        row.map(to_site).transpose()
+    }
+
+    async fn sites(&self) -> StoreResult<Vec<Site>> {
+        let rows = self
+            .read(|c| {
+                let mut s = c.prepare("SELECT id, domain, timezone FROM sites ORDER BY id").map_err(db_err)?;
+                let rows = s.query_map([], site_from_row).map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            })
+            .await?;
+        rows.into_iter().map(to_site).collect()
+    }
+
+    async fn add_user(&self, email: &str, password_hash: &str, admin: bool) -> StoreResult<i64> {
+        let (email, hash) = (email.to_string(), password_hash.to_string());
+        self.write(move |c| {
+            match c.execute(
+                "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![email, hash, admin, now_ms()],
+            ) {
+                Ok(_) => Ok(c.last_insert_rowid()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("user {email}"))),
+                Err(e) => Err(db_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn add_api_key(&self, key: NewApiKey) -> StoreResult<i64> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (name, key_hash, key_prefix, site_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.name, key.key_hash, key.prefix, key.site.map(|s| s.0), now_ms()],
+            )
+            .map_err(db_err)?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn salt(&self, site: SiteId, day: LocalDay, candidate: DailySalt, expires_at_ms: i64) -> StoreResult<DailySalt> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO salts (site_id, day, salt, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![site.0, day.0, &candidate.0[..], expires_at_ms],
+            )
+            .map_err(db_err)?;
+            let bytes: Vec<u8> = c
+                .query_row("SELECT salt FROM salts WHERE site_id = ?1 AND day = ?2", params![site.0, day.0], |r| r.get(0))
+                .map_err(db_err)?;
+            let arr: [u8; 16] = bytes.try_into().map_err(|_| anyhow!("a stored salt is not 16 bytes"))?;
+            Ok(DailySalt(arr))
+        })
+        .await
+    }
+
+    async fn delete_expired_salts(&self, now_ms: i64) -> StoreResult<u64> {
+        self.write(move |c| {
+            c.execute("DELETE FROM salts WHERE expires_at < ?1", [now_ms]).map(|n| n as u64).map_err(db_err)
+        })
+        .await
+    }
+
+    async fn insert_events(&self, events: Vec<Event>) -> StoreResult<()> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            insert_all(&tx, &events).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn recent_visits(&self, since_ms: i64) -> StoreResult<Vec<LiveVisit>> {
+        let sites = self.sites().await?;
+        self.read(move |c| {
+            // SQLite returns the other columns of the row holding MAX(ts).
+            let mut s = c
+                .prepare(
+                    "SELECT visitor_id, visit_id, MAX(ts) FROM events
+                     WHERE site_id = ?1 AND ts >= ?2 GROUP BY visitor_id",
+                )
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for site in sites {
+                let rows = s
+                    .query_map(params![site.id.0, since_ms], |r| {
+                        Ok(LiveVisit {
+                            site: site.id,
+                            visitor: VisitorId(r.get::<_, i64>(0)? as u64),
+                            visit: VisitId(r.get::<_, i64>(1)? as u64),
+                            last_ms: r.get(2)?,
+                        })
+                    })
+                    .map_err(db_err)?;
+                for row in rows {
+                    out.push(row.map_err(db_err)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn partition(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<PartitionEvent>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare("SELECT id, visitor_id, ts, kind, visit_id FROM events WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![site.0, from_ms, to_ms], |r| {
+                    Ok(PartitionEvent {
+                        id: r.get(0)?,
+                        visitor: VisitorId(r.get::<_, i64>(1)? as u64),
+                        ts_ms: r.get(2)?,
+                        kind: EventKind::from_code(r.get(3)?).unwrap_or(EventKind::Custom),
+                        visit: VisitId(r.get::<_, i64>(4)? as u64),
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn known_import_keys(&self, site: SiteId, keys: Vec<ImportKey>) -> StoreResult<HashSet<ImportKey>> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached("SELECT 1 FROM import_keys WHERE site_id = ?1 AND key = ?2").map_err(db_err)?;
+            let mut known = HashSet::new();
+            for k in keys {
+                if s.exists(params![site.0, &k[..]]).map_err(db_err)? {
+                    known.insert(k);
+                }
+            }
+            Ok(known)
+        })
+        .await
+    }
+
+    async fn apply_import(&self, batch: ImportBatch) -> StoreResult<()> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let existing: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM events WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3",
+                    params![batch.site.0, batch.from_ms, batch.to_ms],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if existing as usize != batch.expected_existing {
+                return Err(StoreError::Conflict);
+            }
+            {
+                let mut s = tx.prepare_cached("INSERT INTO import_keys (site_id, key) VALUES (?1, ?2)").map_err(db_err)?;
+                for k in &batch.keys {
+                    match s.execute(params![batch.site.0, &k[..]]) {
+                        Ok(_) => {}
+                        // Another import of the same lines committed first.
+                        Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+                let mut s = tx.prepare_cached("UPDATE events SET visit_id = ?1 WHERE id = ?2").map_err(db_err)?;
+                for (id, visit) in &batch.visit_updates {
+                    s.execute(params![visit.0 as i64, id]).map_err(db_err)?;
+                }
+            }
+            insert_all(&tx, &batch.events).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn events(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Event>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT site_id, ts, day, visitor_id, visit_id, kind, name, interactive, hostname, pathname,
+                     referrer, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term, browser,
+                     browser_version, os, os_version, device, country, region, city, props, revenue_amount,
+                     revenue_currency, scroll_depth, engaged_ms
+                     FROM events WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id",
+                )
+                .map_err(db_err)?;
+            let rows = s.query_map(params![site.0, from_ms, to_ms], event_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+}

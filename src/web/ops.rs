@@ -1,0 +1,65 @@
+//! Operational endpoints: health for the load balancer, metrics for Prometheus, and the
+//! front page.
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn health(State(app): State<Arc<AppState>>) -> Response {
+    let role = if app.coordinator.is_leader() { "leader" } else { "follower" };
+    let storage = tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await;
+    let failing = match storage {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some("no answer within 2 s".to_string()),
+    };
+    match failing {
+        None => Json(serde_json::json!({
+            "status": "ok",
+            "role": role,
+            "storage": app.store.backend(),
+            "queue_depth": app.writer.queue_depth(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }))
+        .into_response(),
+        Some(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "unavailable",
+                "role": role,
+                "failing": "storage",
+                "error": error,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let body = app.metrics.render(
+        app.writer.queue_depth(),
+        app.writer.capacity(),
+        (app.live_visits)(),
+        app.coordinator.is_leader(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn index() -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Footfall</title></head><body>\
+         <h1>Footfall</h1><p>Footfall is running. Send events to <code>POST /api/event</code>; \
+         health at <a href=\"/api/health\">/api/health</a>, metrics at <a href=\"/metrics\">/metrics</a>.</p>\
+         <footer>{}</footer></body></html>",
+        crate::ingest::geo::ATTRIBUTION_HTML
+    ))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
