@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 pub struct SiteDirectory {
     store: Arc<dyn Store>,
-    cache: RwLock<HashMap<String, Site>>,
+    cache: RwLock<HashMap<String, Arc<Site>>>,
 }
 
 impl SiteDirectory {
@@ -16,11 +16,11 @@ impl SiteDirectory {
         SiteDirectory { store, cache: RwLock::new(HashMap::new()) }
     }
 
-    pub async fn lookup(&self, domain: &str) -> StoreResult<Option<Site>> {
+    pub async fn lookup(&self, domain: &str) -> StoreResult<Option<Arc<Site>>> {
         if let Some(site) = self.cache.read().expect("site cache poisoned").get(domain) {
             return Ok(Some(site.clone()));
         }
-        let found = self.store.site_by_domain(domain).await?;
+        let found = self.store.site_by_domain(domain).await?.map(Arc::new);
         if let Some(site) = &found {
             self.cache.write().expect("site cache poisoned").insert(domain.to_string(), site.clone());
         }

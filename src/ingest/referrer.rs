@@ -61,7 +61,10 @@ fn known_source(host: &str) -> Option<&'static str> {
         let hit = if let Some(stem) = pattern.strip_suffix('.') {
             host.split('.').any(|label| label == stem)
         } else {
-            host == *pattern || host.ends_with(&format!(".{pattern}"))
+            host == *pattern
+                || (host.len() > pattern.len()
+                    && host.ends_with(pattern)
+                    && host.as_bytes()[host.len() - pattern.len() - 1] == b'.')
         };
         if hit && best.map_or(true, |(p, _)| pattern.len() > p.len()) {
             best = Some((pattern, name));

@@ -2,6 +2,7 @@
 //! PostgreSQL) type appears outside its backend module. Each backend owns its schema and
 //! migrations and runs them when opened.
 
+pub mod codec;
 pub mod sqlite;
 
 use crate::domain::{Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};

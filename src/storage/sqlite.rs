@@ -3,9 +3,9 @@
 //! blocking pool. Events are written through one connection (SQLite has one writer at a
 //! time anyway); reads use another so they never queue behind a batch commit.
 
-use super::{ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
+use super::{codec, ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
 use crate::domain::{
-    Domain, Event, EventFacts, EventKind, LocalDay, Revenue, Site, SiteId, Timezone, Utm, VisitId, VisitorId,
+    Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId,
 };
 use crate::identity::DailySalt;
 use crate::visits::LiveVisit;
@@ -50,6 +50,8 @@ CREATE TABLE salts (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (site_id, day)
 ) WITHOUT ROWID;
+-- The indexed and updatable parts of an event are columns; the rest of its facts are
+-- one compact blob (see storage/codec.rs).
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     site_id INTEGER NOT NULL,
@@ -58,30 +60,7 @@ CREATE TABLE events (
     visitor_id INTEGER NOT NULL,
     visit_id INTEGER NOT NULL,
     kind INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    interactive INTEGER NOT NULL,
-    hostname TEXT NOT NULL,
-    pathname TEXT NOT NULL,
-    referrer TEXT NOT NULL,
-    source TEXT NOT NULL,
-    utm_source TEXT NOT NULL,
-    utm_medium TEXT NOT NULL,
-    utm_campaign TEXT NOT NULL,
-    utm_content TEXT NOT NULL,
-    utm_term TEXT NOT NULL,
-    browser TEXT NOT NULL,
-    browser_version TEXT NOT NULL,
-    os TEXT NOT NULL,
-    os_version TEXT NOT NULL,
-    device TEXT NOT NULL,
-    country TEXT NOT NULL,
-    region TEXT NOT NULL,
-    city TEXT NOT NULL,
-    props TEXT,
-    revenue_amount TEXT,
-    revenue_currency TEXT,
-    scroll_depth INTEGER,
-    engaged_ms INTEGER
+    facts BLOB NOT NULL
 );
 CREATE INDEX events_site_ts ON events(site_id, ts);
 -- Digests of imported lines, so rerunning an import never stores an event twice.
@@ -194,102 +173,42 @@ fn to_site((id, domain, tz): (i64, String, String)) -> StoreResult<Site> {
     })
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (site_id, ts, day, visitor_id, visit_id, kind, name, interactive,
-    hostname, pathname, referrer, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
-    browser, browser_version, os, os_version, device, country, region, city, props, revenue_amount,
-    revenue_currency, scroll_depth, engaged_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-    ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
-
-fn props_json(props: &[(String, String)]) -> Option<String> {
-    if props.is_empty() {
-        return None;
-    }
-    let map: serde_json::Map<String, serde_json::Value> =
-        props.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    Some(serde_json::Value::Object(map).to_string())
-}
+const INSERT_EVENT: &str =
+    "INSERT INTO events (site_id, ts, day, visitor_id, visit_id, kind, facts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 fn insert_all(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(INSERT_EVENT)?;
+    let mut blob = Vec::with_capacity(512);
     for e in events {
-        let f = &e.facts;
+        codec::encode(&e.facts, &mut blob);
         stmt.execute(params![
             e.site_id.0,
             e.ts_ms,
             e.day.0,
             e.visitor_id.0 as i64,
             e.visit_id.0 as i64,
-            f.kind.code(),
-            f.name,
-            f.interactive,
-            f.hostname,
-            f.pathname,
-            f.referrer,
-            f.source,
-            f.utm.source,
-            f.utm.medium,
-            f.utm.campaign,
-            f.utm.content,
-            f.utm.term,
-            f.browser,
-            f.browser_version,
-            f.os,
-            f.os_version,
-            f.device,
-            f.country,
-            f.region,
-            f.city,
-            props_json(&f.props),
-            f.revenue.as_ref().map(|r| r.amount.as_str()),
-            f.revenue.as_ref().map(|r| r.currency.as_str()),
-            f.scroll_depth.map(i64::from),
-            f.engaged_ms.map(i64::from),
+            e.facts.kind.code(),
+            &blob[..],
         ])?;
     }
     Ok(())
 }
 
+const SELECT_EVENT: &str = "SELECT site_id, ts, day, visitor_id, visit_id, kind, facts FROM events";
+
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let props: Option<String> = r.get(25)?;
-    let props = props
-        .and_then(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&p).ok())
-        .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect())
-        .unwrap_or_default();
-    let amount: Option<String> = r.get(26)?;
-    let currency: Option<String> = r.get(27)?;
-    let kind: i64 = r.get(5)?;
+    let kind = EventKind::from_code(r.get(5)?).unwrap_or(EventKind::Custom);
+    let blob = r.get_ref(6)?.as_blob()?;
+    let facts = codec::decode(kind, blob).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, e.into())
+    })?;
     Ok(Event {
         site_id: SiteId(r.get(0)?),
         ts_ms: r.get(1)?,
         day: LocalDay(r.get(2)?),
         visitor_id: VisitorId(r.get::<_, i64>(3)? as u64),
         visit_id: VisitId(r.get::<_, i64>(4)? as u64),
-        facts: EventFacts {
-            kind: EventKind::from_code(kind).unwrap_or(EventKind::Custom),
-            name: r.get(6)?,
-            interactive: r.get(7)?,
-            hostname: r.get(8)?,
-            pathname: r.get(9)?,
-            referrer: r.get(10)?,
-            source: r.get(11)?,
-            utm: Utm { source: r.get(12)?, medium: r.get(13)?, campaign: r.get(14)?, content: r.get(15)?, term: r.get(16)? },
-            browser: r.get(17)?,
-            browser_version: r.get(18)?,
-            os: r.get(19)?,
-            os_version: r.get(20)?,
-            device: r.get(21)?,
-            country: r.get(22)?,
-            region: r.get(23)?,
-            city: r.get(24)?,
-            props,
-            revenue: match (amount, currency) {
-                (Some(amount), Some(currency)) => Some(Revenue { amount, currency }),
-                _ => None,
-            },
-            scroll_depth: r.get::<_, Option<i64>>(28)?.map(|v| v as u8),
-            engaged_ms: r.get::<_, Option<i64>>(29)?.map(|v| v as u32),
-        },
+        facts,
     })
 }
 
@@ -504,13 +423,7 @@ impl Store for SqliteStore {
     async fn events(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Event>> {
         self.read(move |c| {
             let mut s = c
-                .prepare(
-                    "SELECT site_id, ts, day, visitor_id, visit_id, kind, name, interactive, hostname, pathname,
-                     referrer, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term, browser,
-                     browser_version, os, os_version, device, country, region, city, props, revenue_amount,
-                     revenue_currency, scroll_depth, engaged_ms
-                     FROM events WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id",
-                )
+                .prepare(&format!("{SELECT_EVENT} WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id"))
                 .map_err(db_err)?;
             let rows = s.query_map(params![site.0, from_ms, to_ms], event_from_row).map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)

@@ -84,7 +84,7 @@ async fn ingest_event(app: &AppState, peer: SocketAddr, headers: &HeaderMap, bod
         return Ok(resp);
     }
 
-    let mut sites: Vec<Site> = Vec::with_capacity(req.domains.len());
+    let mut sites: Vec<Arc<Site>> = Vec::with_capacity(req.domains.len());
     for d in &req.domains {
         match app.sites.lookup(d).await {
             Ok(Some(site)) => sites.push(site),
@@ -108,7 +108,9 @@ async fn ingest_event(app: &AppState, peer: SocketAddr, headers: &HeaderMap, bod
     let now = chrono::Utc::now().timestamp_millis();
 
     let mut events: Vec<Event> = Vec::with_capacity(sites.len());
-    for site in &sites {
+    let mut facts = Some(facts);
+    let last = sites.len() - 1;
+    for (i, site) in sites.iter().enumerate() {
         let day = site.timezone.local_day(now);
         let salt = app
             .coordinator
@@ -118,11 +120,13 @@ async fn ingest_event(app: &AppState, peer: SocketAddr, headers: &HeaderMap, bod
         let visitor = crate::identity::visitor_id(&salt, site.id, ip, user_agent);
         let visit = app
             .coordinator
-            .touch_visit(site.id, visitor, facts.kind, now)
+            .touch_visit(site.id, visitor, facts.as_ref().expect("facts until the last site").kind, now)
             .await
             .map_err(|e| (Rejection::StorageUnavailable, ApiError::dependency("coordination", &e)))?;
         if let Some(visit) = visit {
-            events.push(Event { site_id: site.id, ts_ms: now, day, visitor_id: visitor, visit_id: visit, facts: facts.clone() });
+            // The last site takes the facts; earlier ones (rare: multi-domain) copy them.
+            let facts = if i == last { facts.take().expect("facts") } else { facts.clone().expect("facts") };
+            events.push(Event { site_id: site.id, ts_ms: now, day, visitor_id: visitor, visit_id: visit, facts });
         }
     }
     if events.is_empty() {
