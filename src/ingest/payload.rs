@@ -3,6 +3,8 @@
 //! are integrators debugging their calls.
 
 use crate::domain::Revenue;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -41,29 +43,129 @@ fn err<T>(msg: impl Into<String>) -> Result<T, PayloadError> {
     Err(PayloadError(msg.into()))
 }
 
+/// The body's fields, each left as raw JSON until it is read. Parsing only what is used,
+/// without building a tree of values, keeps ingestion cheap.
+#[derive(Deserialize, Default)]
+struct RawFields<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    n: Option<&'a RawValue>,
+    #[serde(borrow)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    u: Option<&'a RawValue>,
+    #[serde(borrow)]
+    domain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    d: Option<&'a RawValue>,
+    #[serde(borrow)]
+    referrer: Option<&'a RawValue>,
+    #[serde(borrow)]
+    r: Option<&'a RawValue>,
+    #[serde(borrow)]
+    props: Option<&'a RawValue>,
+    #[serde(borrow)]
+    p: Option<&'a RawValue>,
+    #[serde(borrow)]
+    meta: Option<&'a RawValue>,
+    #[serde(borrow)]
+    m: Option<&'a RawValue>,
+    #[serde(borrow)]
+    revenue: Option<&'a RawValue>,
+    #[serde(borrow, rename = "$")]
+    dollar: Option<&'a RawValue>,
+    #[serde(borrow)]
+    interactive: Option<&'a RawValue>,
+    #[serde(borrow)]
+    i: Option<&'a RawValue>,
+    #[serde(borrow, rename = "hashMode")]
+    hash_mode: Option<&'a RawValue>,
+    #[serde(borrow)]
+    h: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sd: Option<&'a RawValue>,
+    #[serde(borrow)]
+    e: Option<&'a RawValue>,
+}
+
+/// The first present, non-null value among a field's names, parsed as a JSON value.
+/// Strings stay borrowed unless they contain escapes.
+fn pick<'a>(names: &[Option<&'a RawValue>]) -> Result<Option<Value>, PayloadError> {
+    for raw in names.iter().flatten() {
+        let text = raw.get();
+        if text == "null" {
+            continue;
+        }
+        return serde_json::from_str(text).map(Some).map_err(|e| PayloadError(format!("body: {e}")));
+    }
+    Ok(None)
+}
+
 /// Parses a request body. JSON and `text/plain` bodies carry the same JSON text (the
 /// tracker sends text/plain to avoid a CORS preflight), so the content type is not needed.
 pub fn parse_event_body(body: &[u8]) -> Result<EventRequest, PayloadError> {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) if e.is_syntax() || e.is_eof() || e.is_data() => {
-            return err(format!("body: not valid JSON ({e})"))
-        }
-        Err(e) => return err(format!("body: {e}")),
-    };
-    match value {
-        Value::Object(map) => parse_event_object(&map),
-        _ => err("body: must be a JSON object"),
+    let text = std::str::from_utf8(body).map_err(|_| PayloadError("body: not valid JSON (invalid UTF-8)".into()))?;
+    if !text.trim_start().starts_with('{') {
+        // Tell "not JSON" apart from "JSON, but not an object".
+        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => err("body: must be a JSON object"),
+            Err(e) => err(format!("body: not valid JSON ({e})")),
+        };
     }
+    let raw: RawFields = serde_json::from_str(text).map_err(|e| PayloadError(format!("body: not valid JSON ({e})")))?;
+    let fields = Fields {
+        name: pick(&[raw.name, raw.n])?,
+        url: pick(&[raw.url, raw.u])?,
+        domain: pick(&[raw.domain, raw.d])?,
+        referrer: pick(&[raw.referrer, raw.r])?,
+        props: pick(&[raw.props, raw.p, raw.meta, raw.m])?,
+        revenue: pick(&[raw.revenue, raw.dollar])?,
+        interactive: pick(&[raw.interactive, raw.i])?,
+        hash_mode: pick(&[raw.hash_mode, raw.h])?,
+        sd: pick(&[raw.sd])?,
+        e: pick(&[raw.e])?,
+    };
+    parse_fields(fields)
+}
+
+/// The event fields after choosing between long and short names.
+struct Fields {
+    name: Option<Value>,
+    url: Option<Value>,
+    domain: Option<Value>,
+    referrer: Option<Value>,
+    props: Option<Value>,
+    revenue: Option<Value>,
+    interactive: Option<Value>,
+    hash_mode: Option<Value>,
+    sd: Option<Value>,
+    e: Option<Value>,
 }
 
 /// The first present (non-null) value among a field's long and short names.
-fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|n| map.get(*n).filter(|v| !v.is_null()))
+fn field(map: &Map<String, Value>, names: &[&str]) -> Option<Value> {
+    names.iter().find_map(|n| map.get(*n).filter(|v| !v.is_null()).cloned())
 }
 
+/// Parses an already-decoded JSON object (the import path reads lines this way).
 pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, PayloadError> {
-    let name = match field(map, &["name", "n"]) {
+    parse_fields(Fields {
+        name: field(map, &["name", "n"]),
+        url: field(map, &["url", "u"]),
+        domain: field(map, &["domain", "d"]),
+        referrer: field(map, &["referrer", "r"]),
+        props: field(map, &["props", "p", "meta", "m"]),
+        revenue: field(map, &["revenue", "$"]),
+        interactive: field(map, &["interactive", "i"]),
+        hash_mode: field(map, &["hashMode", "h"]),
+        sd: field(map, &["sd"]),
+        e: field(map, &["e"]),
+    })
+}
+
+fn parse_fields(f: Fields) -> Result<EventRequest, PayloadError> {
+    let name = match f.name {
         None => return err("name: is required"),
         Some(Value::String(s)) if s.trim().is_empty() => return err("name: must not be empty"),
         Some(Value::String(s)) if s.chars().count() > MAX_NAME_CHARS => {
@@ -73,7 +175,7 @@ pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, Payl
         Some(_) => return err("name: must be a string"),
     };
 
-    let url = match field(map, &["url", "u"]) {
+    let url = match f.url {
         None => return err("url: is required"),
         Some(Value::String(s)) if s.len() > MAX_URL_BYTES => {
             return err(format!("url: longer than {MAX_URL_BYTES} bytes"))
@@ -86,7 +188,7 @@ pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, Payl
         Some(_) => return err("url: must be a string"),
     };
 
-    let domains = match field(map, &["domain", "d"]) {
+    let domains = match f.domain {
         None => match url.host_str() {
             Some(h) if !h.is_empty() => vec![strip_www(h)],
             _ => return err("domain: is required when the url has no host"),
@@ -102,7 +204,7 @@ pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, Payl
         Some(_) => return err("domain: must be a string"),
     };
 
-    let referrer = match field(map, &["referrer", "r"]) {
+    let referrer = match f.referrer {
         None => None,
         Some(Value::String(s)) if s.len() > MAX_REFERRER_BYTES => {
             return err(format!("referrer: longer than {MAX_REFERRER_BYTES} bytes"))
@@ -112,41 +214,41 @@ pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, Payl
         Some(_) => return err("referrer: must be a string"),
     };
 
-    let props = match field(map, &["props", "p", "meta", "m"]) {
+    let props = match f.props {
         None => Vec::new(),
-        Some(Value::Object(o)) => parse_props(o)?,
+        Some(Value::Object(o)) => parse_props(&o)?,
         Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Object(o)) => parse_props(&o)?,
             _ => return err("props: must be an object or a JSON string of an object"),
         },
         Some(_) => return err("props: must be an object or a JSON string of an object"),
     };
 
-    let revenue = match field(map, &["revenue", "$"]) {
+    let revenue = match f.revenue {
         None => None,
-        Some(Value::Object(o)) => Some(parse_revenue(o)?),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        Some(Value::Object(o)) => Some(parse_revenue(&o)?),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Object(o)) => Some(parse_revenue(&o)?),
             _ => return err("revenue: must be an object with amount and currency"),
         },
         Some(_) => return err("revenue: must be an object with amount and currency"),
     };
 
-    let interactive = match field(map, &["interactive", "i"]) {
+    let interactive = match f.interactive {
         None => true,
-        Some(Value::Bool(b)) => *b,
+        Some(Value::Bool(b)) => b,
         Some(_) => return err("interactive: must be true or false"),
     };
 
-    let hash_mode = match field(map, &["hashMode", "h"]) {
+    let hash_mode = match f.hash_mode {
         None => false,
-        Some(Value::Bool(b)) => *b,
+        Some(Value::Bool(b)) => b,
         Some(Value::Number(n)) => n.as_i64() == Some(1),
         Some(_) => return err("hashMode: must be a boolean or 0/1"),
     };
 
-    let scroll_depth = match field(map, &["sd"]) {
+    let scroll_depth = match f.sd {
         None => None,
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if (0..=100).contains(&v) => Some(v as u8),
@@ -156,7 +258,7 @@ pub fn parse_event_object(map: &Map<String, Value>) -> Result<EventRequest, Payl
         Some(_) => return err("sd: must be an integer from 0 to 100"),
     };
 
-    let engaged_ms = match field(map, &["e"]) {
+    let engaged_ms = match f.e {
         None => None,
         Some(Value::Number(n)) => match n.as_u64() {
             // Engaged time beyond a day is a client bug; cap rather than trust it.

@@ -37,7 +37,6 @@ pub async fn preflight() -> Response {
     with_cors(resp)
 }
 
-#[tracing::instrument(name = "POST /api/event", skip_all)]
 pub async fn post_event(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -49,6 +48,7 @@ pub async fn post_event(
         Ok(resp) => resp,
         Err((why, e)) => {
             app.metrics.reject(why);
+            tracing::debug!(route = "POST /api/event", status = e.status().as_u16(), reason = ?why, "event rejected");
             e.into_response()
         }
     };
