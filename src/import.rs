@@ -16,7 +16,7 @@ use crate::identity;
 use crate::ingest::geo::GeoIp;
 use crate::ingest::user_agent::UserAgentCache;
 use crate::ingest::{self, payload};
-use crate::storage::{ImportBatch, ImportKey, Store, StoreError};
+use crate::storage::{EncodedEvent, ImportBatch, ImportKey, Store, StoreError};
 use crate::visits::{assign_visits, Timed};
 use anyhow::{anyhow, Context};
 use sha2::{Digest, Sha256};
@@ -207,7 +207,7 @@ async fn import_day(
         for ((line_no, key, event), visit) in fresh.iter().zip(new_visits) {
             match visit {
                 Some(v) => {
-                    let mut e = event.clone();
+                    let mut e = EncodedEvent::new(event);
                     e.visit_id = *v;
                     events.push(e);
                     keys.push(*key);

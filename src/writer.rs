@@ -3,7 +3,7 @@
 //! answered only after the commit that holds its event, which is what makes a 202 durable.
 //! A full queue is refused at once (the caller answers 503) rather than waited on.
 
-use crate::domain::Event;
+use crate::storage::EncodedEvent;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ const FULL_ENOUGH: usize = 256;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Pending {
-    events: Vec<Event>,
+    events: Vec<EncodedEvent>,
     ack: oneshot::Sender<bool>,
 }
 
@@ -55,7 +55,7 @@ impl EventWriter {
     }
 
     /// Queues the events of one request; they are committed together.
-    pub fn submit(&self, events: Vec<Event>) -> Result<Receipt, SubmitError> {
+    pub fn submit(&self, events: Vec<EncodedEvent>) -> Result<Receipt, SubmitError> {
         let (ack, rx) = oneshot::channel();
         match self.tx.try_send(Pending { events, ack }) {
             Ok(()) => Ok(Receipt(rx)),
@@ -98,7 +98,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>, metrics: Ar
                 None => break,
             }
         }
-        let events: Vec<Event> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.events)).collect();
+        let events: Vec<EncodedEvent> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.events)).collect();
         let n = events.len() as u64;
         let started = Instant::now();
         let ok = match store.insert_events(events).await {

@@ -38,6 +38,36 @@ pub struct PartitionEvent {
     pub visit: VisitId,
 }
 
+/// An event as storage writes it: the columns storage indexes or updates, and the rest of
+/// its facts encoded by `codec`. Encoding happens before an event reaches the writer, so
+/// the serial commit path only copies bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    pub site_id: SiteId,
+    pub ts_ms: i64,
+    pub day: LocalDay,
+    pub visitor_id: VisitorId,
+    pub visit_id: VisitId,
+    pub kind: EventKind,
+    pub facts: Vec<u8>,
+}
+
+impl EncodedEvent {
+    pub fn new(e: &Event) -> EncodedEvent {
+        let mut facts = Vec::with_capacity(256);
+        codec::encode(&e.facts, &mut facts);
+        EncodedEvent {
+            site_id: e.site_id,
+            ts_ms: e.ts_ms,
+            day: e.day,
+            visitor_id: e.visitor_id,
+            visit_id: e.visit_id,
+            kind: e.facts.kind,
+            facts,
+        }
+    }
+}
+
 /// Everything an import writes for one (site, local day), applied atomically.
 #[derive(Debug, Clone)]
 pub struct ImportBatch {
@@ -47,7 +77,7 @@ pub struct ImportBatch {
     /// How many events the partition held when the import read it; a different count at
     /// apply time means a concurrent writer, and the import retries.
     pub expected_existing: usize,
-    pub events: Vec<Event>,
+    pub events: Vec<EncodedEvent>,
     pub keys: Vec<ImportKey>,
     /// Existing events whose visit changed because imported events joined or split visits.
     pub visit_updates: Vec<(i64, VisitId)>,
@@ -80,7 +110,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_expired_salts(&self, now_ms: i64) -> StoreResult<u64>;
 
     /// Stores a batch of live events in one transaction: all of them or none.
-    async fn insert_events(&self, events: Vec<Event>) -> StoreResult<()>;
+    async fn insert_events(&self, events: Vec<EncodedEvent>) -> StoreResult<()>;
     /// The latest event of every visitor seen since `since_ms`, to resume visits after a
     /// restart.
     async fn recent_visits(&self, since_ms: i64) -> StoreResult<Vec<LiveVisit>>;

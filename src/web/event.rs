@@ -2,7 +2,8 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{Event, Site};
+use crate::domain::Site;
+use crate::storage::{codec, EncodedEvent};
 use crate::ingest::{self, payload};
 use crate::metrics::Rejection;
 use crate::writer::SubmitError;
@@ -107,10 +108,8 @@ async fn ingest_event(app: &AppState, peer: SocketAddr, headers: &HeaderMap, bod
     let facts = ingest::enrich(&req, &ua, app.geo.lookup(ip));
     let now = chrono::Utc::now().timestamp_millis();
 
-    let mut events: Vec<Event> = Vec::with_capacity(sites.len());
-    let mut facts = Some(facts);
-    let last = sites.len() - 1;
-    for (i, site) in sites.iter().enumerate() {
+    let mut events: Vec<EncodedEvent> = Vec::with_capacity(sites.len());
+    for site in &sites {
         let day = site.timezone.local_day(now);
         let salt = app
             .coordinator
@@ -120,13 +119,13 @@ async fn ingest_event(app: &AppState, peer: SocketAddr, headers: &HeaderMap, bod
         let visitor = crate::identity::visitor_id(&salt, site.id, ip, user_agent);
         let visit = app
             .coordinator
-            .touch_visit(site.id, visitor, facts.as_ref().expect("facts until the last site").kind, now)
+            .touch_visit(site.id, visitor, facts.kind, now)
             .await
             .map_err(|e| (Rejection::StorageUnavailable, ApiError::dependency("coordination", &e)))?;
         if let Some(visit) = visit {
-            // The last site takes the facts; earlier ones (rare: multi-domain) copy them.
-            let facts = if i == last { facts.take().expect("facts") } else { facts.clone().expect("facts") };
-            events.push(Event { site_id: site.id, ts_ms: now, day, visitor_id: visitor, visit_id: visit, facts });
+            let mut encoded = Vec::with_capacity(256);
+            codec::encode(&facts, &mut encoded);
+            events.push(EncodedEvent { site_id: site.id, ts_ms: now, day, visitor_id: visitor, visit_id: visit, kind: facts.kind, facts: encoded });
         }
     }
     if events.is_empty() {
