@@ -8,7 +8,7 @@ use crate::ingest::{self, payload};
 use crate::metrics::Rejection;
 use crate::writer::SubmitError;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -41,10 +41,10 @@ pub async fn preflight() -> Response {
 pub async fn post_event(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let result = ingest_event(&app, peer, &headers, body).await;
+    let (parts, body) = request.into_parts();
+    let result = ingest_event(&app, peer, &parts.headers, body).await;
     let resp = match result {
         Ok(resp) => resp,
         Err((why, e)) => {
