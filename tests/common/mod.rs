@@ -38,12 +38,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(data_dir: &Path, trusted: Vec<String>) -> TestApp {
-        let flags = Layer {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data_dir.to_path_buf()),
-            trusted_proxy: Some(trusted),
-            ..Default::default()
-        };
+        TestApp::spawn_with_layer(data_dir, Layer { trusted_proxy: Some(trusted), ..Default::default() }).await
+    }
+
+    pub async fn spawn_with_layer(data_dir: &Path, layer: Layer) -> TestApp {
+        let flags = Layer { listen: Some("127.0.0.1:0".into()), data_dir: Some(data_dir.to_path_buf()), ..layer };
         let cfg = config::load(flags, None, &HashMap::new()).expect("valid test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -95,11 +94,16 @@ impl TestApp {
         self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
     }
 
-    /// Graceful stop: in-flight requests finish and the queue drains.
-    pub async fn stop(mut self) {
+    /// Asks for a graceful stop without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Graceful stop: in-flight requests finish and the queue drains.
+    pub async fn stop(mut self) {
+        self.begin_stop();
         if let Some(h) = self.handle.take() {
             h.await.expect("server task").expect("server result");
         }
