@@ -28,6 +28,7 @@ struct Pending {
 pub struct EventWriter {
     tx: mpsc::Sender<Pending>,
     capacity: usize,
+    last_commit_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,8 +51,9 @@ impl Receipt {
 impl EventWriter {
     pub fn spawn(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> (EventWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let handle = tokio::spawn(run(store, rx, metrics));
-        (EventWriter { tx, capacity }, handle)
+        let last_commit_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handle = tokio::spawn(run(store, rx, metrics, last_commit_failed.clone()));
+        (EventWriter { tx, capacity, last_commit_failed }, handle)
     }
 
     /// Queues the events of one request; they are committed together.
@@ -71,9 +73,20 @@ impl EventWriter {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// Whether the most recent commit failed: events cannot be made durable right now.
+    /// Cleared by the next successful commit.
+    pub fn is_failing(&self) -> bool {
+        self.last_commit_failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Pending>,
+    metrics: Arc<Metrics>,
+    last_commit_failed: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut pending: Vec<Pending> = Vec::with_capacity(256);
     // recv() returns None only once every sender is gone and the queue is empty, so a
     // shutdown drains everything that was accepted.
@@ -109,6 +122,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>, metrics: Ar
             }
         };
         metrics.observe_commit(started.elapsed().as_secs_f64());
+        last_commit_failed.store(!ok, std::sync::atomic::Ordering::Relaxed);
         if ok {
             metrics.batches_committed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             metrics.events_ingested.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

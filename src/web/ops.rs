@@ -14,6 +14,7 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Response {
     let role = if app.coordinator.is_leader() { "leader" } else { "follower" };
     let storage = tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await;
     let failing = match storage {
+        Ok(Ok(())) if app.writer.is_failing() => Some("the last event commit failed (disk full or I/O error?)".to_string()),
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
         Err(_) => Some("no answer within 2 s".to_string()),
