@@ -192,6 +192,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of cases reads best inline
     fn bad_values_are_named() {
         let cases: &[(Layer, &[(&str, &str)], &str)] = &[
             (Layer { listen: Some("nope".into()), ..Default::default() }, &[], "listen: \"nope\""),

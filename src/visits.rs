@@ -198,8 +198,8 @@ mod tests {
             let mut last = i64::MIN;
             for i in idx {
                 let e = events[i];
-                if start.is_some() && e.ts_ms - last <= VISIT_GAP_MS {
-                    out[i] = Some((e.visitor, start.unwrap()));
+                if let Some(first) = start.filter(|_| e.ts_ms - last <= VISIT_GAP_MS) {
+                    out[i] = Some((e.visitor, first));
                     last = e.ts_ms;
                 } else if e.kind != EventKind::Engagement {
                     start = Some(e.ts_ms);

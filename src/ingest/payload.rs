@@ -91,7 +91,7 @@ struct RawFields<'a> {
 
 /// The first present, non-null value among a field's names, parsed as a JSON value.
 /// Strings stay borrowed unless they contain escapes.
-fn pick<'a>(names: &[Option<&'a RawValue>]) -> Result<Option<Value>, PayloadError> {
+fn pick(names: &[Option<&RawValue>]) -> Result<Option<Value>, PayloadError> {
     for raw in names.iter().flatten() {
         let text = raw.get();
         if text == "null" {
@@ -346,7 +346,7 @@ fn normalise_decimal(s: &str) -> Option<String> {
         return None;
     }
     let plain = s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
-    if plain && s.matches('.').count() <= 1 && s.rfind('-').map_or(true, |i| i == 0) {
+    if plain && s.matches('.').count() <= 1 && s.rfind('-').is_none_or(|i| i == 0) {
         let digits = s.trim_start_matches('-');
         if digits.is_empty() || digits == "." {
             return None;

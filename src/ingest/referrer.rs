@@ -66,7 +66,7 @@ fn known_source(host: &str) -> Option<&'static str> {
                     && host.ends_with(pattern)
                     && host.as_bytes()[host.len() - pattern.len() - 1] == b'.')
         };
-        if hit && best.map_or(true, |(p, _)| pattern.len() > p.len()) {
+        if hit && best.is_none_or(|(p, _)| pattern.len() > p.len()) {
             best = Some((pattern, name));
         }
     }
@@ -111,6 +111,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of cases reads best inline
     fn sources() {
         let cases: &[(Option<&str>, &str, &str, (&str, &str))] = &[
             (None, "example.com", "", ("", DIRECT)),

@@ -3,7 +3,7 @@
 //! few thousand user agents millions of times.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -176,9 +176,9 @@ impl UserAgentCache {
     }
 
     pub fn get(&self, ua: &str) -> Arc<UserAgentInfo> {
-        let mut h = self.hasher.build_hasher();
-        ua.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % self.shards.len()];
+        
+        
+        let shard = &self.shards[(self.hasher.hash_one(ua) as usize) % self.shards.len()];
         if let Some(hit) = shard.lock().expect("ua cache poisoned").get(ua) {
             return hit.clone();
         }
