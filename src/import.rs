@@ -178,10 +178,7 @@ async fn import_day(
             Event { site_id: site.id, ts_ms: p.ts_ms, day, visitor_id: visitor, visit_id: identity::visit_id(visitor, 0), facts },
         ));
     }
-    let known = store.known_import_keys(site.id, fresh.iter().map(|(_, k, _)| *k).collect()).await?;
-    let before = fresh.len();
-    fresh.retain(|(_, k, _)| !known.contains(k));
-    report.already_imported += (before - fresh.len()) as u64;
+    report.already_imported += drop_already_imported(store, site, &mut fresh).await?;
     if fresh.is_empty() {
         return Ok(());
     }
@@ -229,11 +226,8 @@ async fn import_day(
             Err(StoreError::Conflict) if attempt < 20 => {
                 // Live events (or another import) changed the day meanwhile: re-read it.
                 tracing::debug!(%day, attempt, "partition changed during import; retrying");
-                // Keys another import stored in the meantime are duplicates now.
-                let known = store.known_import_keys(site.id, fresh.iter().map(|(_, k, _)| *k).collect()).await?;
-                let before = fresh.len();
-                fresh.retain(|(_, k, _)| !known.contains(k));
-                report.already_imported += (before - fresh.len()) as u64;
+                // Lines another import stored in the meantime are duplicates now.
+                report.already_imported += drop_already_imported(store, site, &mut fresh).await?;
                 if fresh.is_empty() {
                     return Ok(());
                 }
@@ -242,6 +236,14 @@ async fn import_day(
         }
     }
     unreachable!("the retry loop returns")
+}
+
+/// Removes the lines whose digests are already stored; returns how many.
+async fn drop_already_imported(store: &dyn Store, site: &Site, fresh: &mut Vec<(u64, ImportKey, Event)>) -> anyhow::Result<u64> {
+    let known = store.known_import_keys(site.id, fresh.iter().map(|(_, k, _)| *k).collect()).await?;
+    let before = fresh.len();
+    fresh.retain(|(_, k, _)| !known.contains(k));
+    Ok((before - fresh.len()) as u64)
 }
 
 /// Copies standard input to a temporary file, since the import reads its input twice.
