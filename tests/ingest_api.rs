@@ -181,6 +181,10 @@ async fn cors_preflight_and_health() {
     assert_eq!(health["role"], "leader");
     assert_eq!(health["storage"], "sqlite");
 
+    let resp = app.client.get(app.url("/api/event")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"], "method not allowed on this endpoint");
+
     let resp = app.client.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"], "no such endpoint");
@@ -200,5 +204,21 @@ async fn metrics_count_ingested_events_and_commits() {
     assert!(metric(&m, "footfall_batches_committed_total") >= 1);
     assert!(metric(&m, "footfall_commit_seconds_count") >= 1);
     assert_eq!(metric(&m, "footfall_ingest_queue_depth"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_city_database_adds_region_and_city() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = footfall::config::Layer {
+        trusted_proxy: Some(vec!["127.0.0.1".into()]),
+        geoip: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/city-test.mmdb")),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_layer(tmp.path(), layer).await;
+    let site = app.add_site("example.com", "UTC").await;
+    assert_eq!(app.post_event(r#"{"n":"pageview","u":"https://example.com/"}"#, FIREFOX, "198.51.100.20").await.status(), 202);
+    let e = &app.events(&site).await[0];
+    assert_eq!((e.facts.country.as_str(), e.facts.region.as_str(), e.facts.city.as_str()), ("DE", "DE-BE", "Berlin"));
     app.stop().await;
 }

@@ -122,6 +122,27 @@ mod tests {
     }
 
     #[test]
+    fn city_databases_give_regions_and_cities() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/city-test.mmdb");
+        let geo = GeoIp::open(&path).unwrap();
+        assert!(geo.description.starts_with("Footfall-Test-City"));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let loc = |country: &str, region: &str, city: &str| Location { country: country.into(), region: region.into(), city: city.into() };
+        assert_eq!(geo.lookup(ip("198.51.100.9")), loc("DE", "DE-BE", "Berlin"));
+        assert_eq!(geo.lookup(ip("2001:db8:1::5")), loc("FR", "", "Lyon"));
+        assert_eq!(geo.lookup(ip("8.8.8.8")), Location::default());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not.mmdb");
+        std::fs::write(&path, b"hello").unwrap();
+        let e = GeoIp::open(&path).err().unwrap();
+        assert!(format!("{e:#}").contains("is not a MaxMind-format database"));
+    }
+
+    #[test]
     fn a_missing_file_is_a_clear_error() {
         let e = GeoIp::open(Path::new("/nonexistent/geo.mmdb")).err().unwrap();
         assert!(format!("{e:#}").contains("/nonexistent/geo.mmdb"));
