@@ -55,6 +55,9 @@ impl Timezone {
     pub fn name(&self) -> &'static str {
         self.0.name()
     }
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.0
+    }
 
     /// The local calendar day that contains the instant `ts_ms`.
     pub fn local_day(&self, ts_ms: i64) -> LocalDay {

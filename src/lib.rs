@@ -10,6 +10,7 @@ pub mod identity;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod sites;
 pub mod startup;
 pub mod storage;

@@ -1,0 +1,188 @@
+//! The query model: one typed question about a site's traffic, asked by the stats API,
+//! the dashboard, reports and alerts alike. Wire formats (Plausible's JSON) are parsed
+//! into it at the edge; this module knows nothing about JSON or SQL.
+
+pub mod scan;
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Visitors,
+    Visits,
+    Pageviews,
+    Events,
+    ViewsPerVisit,
+    BounceRate,
+    VisitDuration,
+    Percentage,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Option<Metric> {
+        Some(match s {
+            "visitors" => Metric::Visitors,
+            "visits" => Metric::Visits,
+            "pageviews" => Metric::Pageviews,
+            "events" => Metric::Events,
+            "views_per_visit" => Metric::ViewsPerVisit,
+            "bounce_rate" => Metric::BounceRate,
+            "visit_duration" => Metric::VisitDuration,
+            "percentage" => Metric::Percentage,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Visitors => "visitors",
+            Metric::Visits => "visits",
+            Metric::Pageviews => "pageviews",
+            Metric::Events => "events",
+            Metric::ViewsPerVisit => "views_per_visit",
+            Metric::BounceRate => "bounce_rate",
+            Metric::VisitDuration => "visit_duration",
+            Metric::Percentage => "percentage",
+        }
+    }
+}
+
+/// Properties of a visit, taken from its first event (entry page: first pageview; exit
+/// page: last pageview).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VisitProperty {
+    Source,
+    Referrer,
+    UtmSource,
+    UtmMedium,
+    UtmCampaign,
+    UtmContent,
+    UtmTerm,
+    Device,
+    Browser,
+    BrowserVersion,
+    Os,
+    OsVersion,
+    Country,
+    Region,
+    City,
+    EntryPage,
+    ExitPage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    /// `event:page`: the event's pathname.
+    Page,
+    /// `event:name`.
+    Name,
+    /// `event:hostname`.
+    Hostname,
+    /// `event:props:<key>`; events without the prop have the value `(none)`.
+    Prop(String),
+    Visit(VisitProperty),
+    /// `time:day`: the event's local date, `YYYY-MM-DD`.
+    Day,
+    /// `time:hour`: the event's local hour, `YYYY-MM-DD HH:00:00`.
+    Hour,
+}
+
+impl Dimension {
+    pub fn parse(s: &str) -> Option<Dimension> {
+        use VisitProperty as V;
+        Some(match s {
+            "event:page" => Dimension::Page,
+            "event:name" => Dimension::Name,
+            "event:hostname" => Dimension::Hostname,
+            "time:day" | "time" => Dimension::Day,
+            "time:hour" => Dimension::Hour,
+            "visit:source" => Dimension::Visit(V::Source),
+            "visit:referrer" => Dimension::Visit(V::Referrer),
+            "visit:utm_source" => Dimension::Visit(V::UtmSource),
+            "visit:utm_medium" => Dimension::Visit(V::UtmMedium),
+            "visit:utm_campaign" => Dimension::Visit(V::UtmCampaign),
+            "visit:utm_content" => Dimension::Visit(V::UtmContent),
+            "visit:utm_term" => Dimension::Visit(V::UtmTerm),
+            "visit:device" => Dimension::Visit(V::Device),
+            "visit:browser" => Dimension::Visit(V::Browser),
+            "visit:browser_version" => Dimension::Visit(V::BrowserVersion),
+            "visit:os" => Dimension::Visit(V::Os),
+            "visit:os_version" => Dimension::Visit(V::OsVersion),
+            "visit:country" => Dimension::Visit(V::Country),
+            "visit:region" => Dimension::Visit(V::Region),
+            "visit:city" => Dimension::Visit(V::City),
+            "visit:entry_page" => Dimension::Visit(V::EntryPage),
+            "visit:exit_page" => Dimension::Visit(V::ExitPage),
+            other => match other.strip_prefix("event:props:") {
+                Some(key) if !key.is_empty() => Dimension::Prop(key.to_string()),
+                _ => return None,
+            },
+        })
+    }
+}
+
+impl fmt::Display for Dimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use VisitProperty as V;
+        let s = match self {
+            Dimension::Page => "event:page",
+            Dimension::Name => "event:name",
+            Dimension::Hostname => "event:hostname",
+            Dimension::Prop(k) => return write!(f, "event:props:{k}"),
+            Dimension::Day => "time:day",
+            Dimension::Hour => "time:hour",
+            Dimension::Visit(p) => match p {
+                V::Source => "visit:source",
+                V::Referrer => "visit:referrer",
+                V::UtmSource => "visit:utm_source",
+                V::UtmMedium => "visit:utm_medium",
+                V::UtmCampaign => "visit:utm_campaign",
+                V::UtmContent => "visit:utm_content",
+                V::UtmTerm => "visit:utm_term",
+                V::Device => "visit:device",
+                V::Browser => "visit:browser",
+                V::BrowserVersion => "visit:browser_version",
+                V::Os => "visit:os",
+                V::OsVersion => "visit:os_version",
+                V::Country => "visit:country",
+                V::Region => "visit:region",
+                V::City => "visit:city",
+                V::EntryPage => "visit:entry_page",
+                V::ExitPage => "visit:exit_page",
+            },
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Is(Vec<String>),
+    Contains(Vec<String>),
+}
+
+/// A filter is a predicate on events. `visit:*` dimensions are read from the event's
+/// visit, so a filter on them alone selects whole visits (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Match { dimension: Dimension, condition: Condition },
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+/// A question about one site's events. The time range is resolved to UTC milliseconds
+/// by the caller (from the site's timezone) before it gets here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsQuery {
+    pub metrics: Vec<Metric>,
+    pub dimensions: Vec<Dimension>,
+    pub filter: Filter,
+}
+
+/// One result row: dimension values in query order, metric values in query order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub dimensions: Vec<String>,
+    pub metrics: Vec<f64>,
+}
