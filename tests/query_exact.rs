@@ -110,7 +110,7 @@ fn reference_visits(events: &[Event]) -> (Vec<RefVisit>, Vec<usize>) {
         let mut last: Option<i64> = None;
         for i in idx {
             let ts = events[i].ts_ms;
-            if last.map_or(true, |l| ts - l > 30 * MIN) {
+            if last.is_none_or(|l| ts - l > 30 * MIN) {
                 visits.push(RefVisit { events: Vec::new() });
             }
             last = Some(ts);

@@ -77,7 +77,7 @@ fn matches(f: &Filter, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) ->
         Filter::Match { dimension, condition } => {
             let actual = value(dimension, e, v, events, tz);
             match condition {
-                Condition::Is(values) => values.iter().any(|x| *x == actual),
+                Condition::Is(values) => values.contains(&actual),
                 Condition::Contains(values) => values.iter().any(|x| actual.contains(x.as_str())),
             }
         }

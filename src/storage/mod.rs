@@ -93,6 +93,15 @@ pub struct NewApiKey {
     pub prefix: String,
 }
 
+/// A stored API key (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    /// The one site the key may read, or every site when `None`.
+    pub site: Option<SiteId>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
@@ -103,6 +112,7 @@ pub trait Store: Send + Sync + 'static {
     async fn sites(&self) -> StoreResult<Vec<Site>>;
     async fn add_user(&self, email: &str, password_hash: &str, admin: bool) -> StoreResult<i64>;
     async fn add_api_key(&self, key: NewApiKey) -> StoreResult<i64>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
 
     /// The salt of (site, day): the stored one, or `candidate` if none was stored yet.
     /// Atomic, so concurrent callers (threads or processes) agree on one salt.
@@ -118,6 +128,9 @@ pub trait Store: Send + Sync + 'static {
     async fn partition(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<PartitionEvent>>;
     async fn known_import_keys(&self, site: SiteId, keys: Vec<ImportKey>) -> StoreResult<HashSet<ImportKey>>;
     async fn apply_import(&self, batch: ImportBatch) -> StoreResult<()>;
+
+    /// The time of the site's first stored event.
+    async fn first_event_ms(&self, site: SiteId) -> StoreResult<Option<i64>>;
 
     /// Raw events of a site in `[from_ms, to_ms)`, oldest first.
     async fn events(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Event>>;

@@ -3,7 +3,7 @@
 //! blocking pool. Events are written through one connection (SQLite has one writer at a
 //! time anyway); reads use another so they never queue behind a batch commit.
 
-use super::{codec, EncodedEvent, ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
+use super::{codec, ApiKey, EncodedEvent, ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
 use crate::domain::{
     Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId,
 };
@@ -326,6 +326,25 @@ impl Store for SqliteStore {
             )
             .map_err(db_err)?;
             Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        let key_hash = key_hash.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT id, name, site_id FROM api_keys WHERE key_hash = ?1", [&key_hash], |r| {
+                Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, site: r.get::<_, Option<i64>>(2)?.map(SiteId) })
+            })
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn first_event_ms(&self, site: SiteId) -> StoreResult<Option<i64>> {
+        self.read(move |c| {
+            c.query_row("SELECT MIN(ts) FROM events WHERE site_id = ?1", [site.0], |r| r.get(0)).map_err(db_err)
         })
         .await
     }

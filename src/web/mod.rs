@@ -4,6 +4,7 @@
 pub mod error;
 mod event;
 mod ops;
+mod stats;
 
 use crate::coordination::Coordinator;
 use crate::ingest::client_ip::TrustedProxies;
@@ -32,6 +33,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/event", post(event::post_event).options(event::preflight))
+        .route("/api/v2/query", post(stats::query_v2))
         .route("/api/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/", get(ops::index))

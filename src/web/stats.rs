@@ -1,0 +1,260 @@
+//! `POST /api/v2/query`: Plausible-compatible Stats API v2. This module is the edge where
+//! the wire format becomes a `StatsQuery`; errors name the offending part of the request.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::admin::hash_api_key;
+use crate::domain::{LocalDay, Site};
+use crate::query::range::DateRange;
+use crate::query::{scan, Condition, Dimension, Filter, Metric, Row, StatsQuery};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+const DEFAULT_LIMIT: usize = 10_000;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(msg)
+}
+
+/// Checks the bearer key and that it may read `site`.
+async fn authorize(app: &AppState, headers: &HeaderMap, site: &Site) -> Result<(), ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid API key (send Authorization: Bearer KEY)");
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthorized)?;
+    let key = app
+        .store
+        .api_key_by_hash(&hash_api_key(token))
+        .await
+        .map_err(|e| ApiError::dependency("storage", &e))?
+        .ok_or_else(unauthorized)?;
+    match key.site {
+        Some(s) if s != site.id => Err(ApiError::new(StatusCode::FORBIDDEN, format!("this API key cannot read {}", site.domain))),
+        _ => Ok(()),
+    }
+}
+
+fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad(format!("{what}: every entry must be a string"))))
+            .collect(),
+        _ => Err(bad(format!("{what}: must be a list"))),
+    }
+}
+
+fn parse_date_range(v: Option<&Value>) -> Result<DateRange, ApiError> {
+    match v {
+        None => Err(bad("date_range: is required")),
+        Some(Value::String(s)) => DateRange::parse_shorthand(s).ok_or_else(|| bad(format!("date_range: invalid value {s:?}"))),
+        Some(Value::Array(pair)) if pair.len() == 2 => {
+            let (a, b) = match (pair[0].as_str(), pair[1].as_str()) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(bad("date_range: a pair of ISO 8601 dates or datetimes")),
+            };
+            if let (Ok(x), Ok(y)) = (a.parse::<chrono::NaiveDate>(), b.parse::<chrono::NaiveDate>()) {
+                if x > y {
+                    return Err(bad("date_range: the first date is after the second"));
+                }
+                return Ok(DateRange::Dates(x, y));
+            }
+            match (chrono::DateTime::parse_from_rfc3339(a), chrono::DateTime::parse_from_rfc3339(b)) {
+                (Ok(x), Ok(y)) if x <= y => Ok(DateRange::Instants(x.timestamp_millis(), y.timestamp_millis())),
+                (Ok(_), Ok(_)) => Err(bad("date_range: the first time is after the second")),
+                _ => Err(bad(format!("date_range: invalid value [{a:?}, {b:?}]"))),
+            }
+        }
+        Some(other) => Err(bad(format!("date_range: invalid value {other}"))),
+    }
+}
+
+fn parse_filter(v: &Value) -> Result<Filter, ApiError> {
+    let items = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| bad(format!("filters: invalid filter {v}")))?;
+    let op = items[0].as_str().ok_or_else(|| bad(format!("filters: invalid filter {v}")))?;
+    match (op, items.len()) {
+        ("and" | "or", 2) => {
+            let subs = items[1].as_array().filter(|a| !a.is_empty()).ok_or_else(|| bad(format!("filters: {op} takes a non-empty list of filters")))?;
+            let parsed = subs.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
+            Ok(if op == "and" { Filter::And(parsed) } else { Filter::Or(parsed) })
+        }
+        ("not", 2) => Ok(Filter::Not(Box::new(parse_filter(&items[1])?))),
+        ("is" | "is_not" | "contains" | "contains_not", 3 | 4) => {
+            let dim_name = items[1].as_str().ok_or_else(|| bad(format!("filters: invalid dimension in {v}")))?;
+            let dimension = Dimension::parse(dim_name)
+                .filter(|d| !matches!(d, Dimension::Day | Dimension::Hour))
+                .ok_or_else(|| bad(format!("filters: invalid dimension {dim_name:?}")))?;
+            let values = strings(&items[2], "filters")?;
+            let condition = if op.starts_with("is") { Condition::Is(values) } else { Condition::Contains(values) };
+            let m = Filter::Match { dimension, condition };
+            Ok(if op.ends_with("_not") { Filter::Not(Box::new(m)) } else { m })
+        }
+        _ => Err(bad(format!("filters: unknown or malformed operator {op:?}"))),
+    }
+}
+
+enum SortKey {
+    Metric(usize),
+    Dimension(usize),
+}
+
+fn round(m: Metric, v: f64) -> Value {
+    match m {
+        Metric::Visitors | Metric::Visits | Metric::Pageviews | Metric::Events => json!(v.round() as i64),
+        Metric::BounceRate | Metric::VisitDuration => json!(v.round() as i64),
+        Metric::ViewsPerVisit => json!((v * 100.0).round() / 100.0),
+        Metric::Percentage => json!((v * 10.0).round() / 10.0),
+    }
+}
+
+pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let req: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(bad("body: must be a JSON object")),
+        Err(e) => return Err(bad(format!("body: not valid JSON ({e})"))),
+    };
+    let site_id = req.get("site_id").and_then(Value::as_str).ok_or_else(|| bad("site_id: is required"))?;
+    let site = app
+        .sites
+        .lookup(site_id)
+        .await
+        .map_err(|e| ApiError::dependency("storage", &e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("site_id: no site {site_id:?}")))?;
+    authorize(&app, &headers, &site).await?;
+
+    let metric_names = strings(req.get("metrics").ok_or_else(|| bad("metrics: is required"))?, "metrics")?;
+    if metric_names.is_empty() {
+        return Err(bad("metrics: at least one metric is required"));
+    }
+    let metrics = metric_names
+        .iter()
+        .map(|m| Metric::parse(m).ok_or_else(|| bad(format!("metrics: unknown metric {m:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dimension_names = match req.get("dimensions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => strings(v, "dimensions")?,
+    };
+    let dimensions = dimension_names
+        .iter()
+        .map(|d| Dimension::parse(d).ok_or_else(|| bad(format!("dimensions: unknown dimension {d:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filters_json = req.get("filters").cloned().unwrap_or(Value::Array(vec![]));
+    let filter = match &filters_json {
+        Value::Array(fs) if fs.is_empty() => Filter::All,
+        Value::Array(fs) => Filter::And(fs.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?),
+        _ => return Err(bad("filters: must be a list")),
+    };
+    let range = parse_date_range(req.get("date_range"))?;
+
+    let mut sort: Vec<(SortKey, bool)> = Vec::new();
+    if let Some(order) = req.get("order_by").filter(|v| !v.is_null()) {
+        let entries = order.as_array().ok_or_else(|| bad("order_by: must be a list of [name, \"asc\"|\"desc\"]"))?;
+        for entry in entries {
+            let (name, dir) = match entry.as_array().map(|e| (e.first().and_then(Value::as_str), e.get(1).and_then(Value::as_str))) {
+                Some((Some(n), Some(d @ ("asc" | "desc")))) if entry.as_array().map(Vec::len) == Some(2) => (n, d),
+                _ => return Err(bad(format!("order_by: invalid entry {entry}"))),
+            };
+            let key = if let Some(i) = metric_names.iter().position(|m| m == name) {
+                SortKey::Metric(i)
+            } else if let Some(i) = dimension_names.iter().position(|d| d == name) {
+                SortKey::Dimension(i)
+            } else {
+                return Err(bad(format!("order_by: {name:?} is neither a queried metric nor a queried dimension")));
+            };
+            sort.push((key, dir == "desc"));
+        }
+    }
+    let include = req.get("include").and_then(Value::as_object).cloned().unwrap_or_default();
+    let (limit, offset) = match req.get("pagination").and_then(Value::as_object) {
+        None => (DEFAULT_LIMIT, 0),
+        Some(p) => {
+            let get = |k: &str, d: usize| match p.get(k) {
+                None => Ok(d),
+                Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| bad(format!("pagination.{k}: must be a non-negative integer"))),
+            };
+            (get("limit", DEFAULT_LIMIT)?.max(1), get("offset", 0)?)
+        }
+    };
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let first_day = app
+        .store
+        .first_event_ms(site.id)
+        .await
+        .map_err(|e| ApiError::dependency("storage", &e))?
+        .map(|ms| site.timezone.local_day(ms));
+    let (from, to) = range.resolve(&site.timezone, now, first_day);
+    let events = app.store.events(site.id, from, to).await.map_err(|e| ApiError::dependency("storage", &e))?;
+    let query = StatsQuery { metrics: metrics.clone(), dimensions, filter };
+    let mut rows: Vec<Row> = scan::evaluate(&query, &site.timezone, &events);
+    if !sort.is_empty() {
+        rows.sort_by(|a, b| {
+            for (key, desc) in &sort {
+                let ord = match key {
+                    SortKey::Metric(i) => a.metrics[*i].total_cmp(&b.metrics[*i]),
+                    SortKey::Dimension(i) => a.dimensions[*i].cmp(&b.dimensions[*i]),
+                };
+                let ord = if *desc { ord.reverse() } else { ord };
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+    let total_rows = rows.len();
+    let results: Vec<Value> = rows
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| {
+            json!({
+                "metrics": r.metrics.iter().zip(&metrics).map(|(v, m)| round(*m, *v)).collect::<Vec<_>>(),
+                "dimensions": r.dimensions,
+            })
+        })
+        .collect();
+
+    let fmt = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .with_timezone(&site.timezone.tz())
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    };
+    let mut meta = Map::new();
+    if include.get("total_rows").and_then(Value::as_bool) == Some(true) {
+        meta.insert("total_rows".into(), json!(total_rows));
+    }
+    if include.get("time_labels").and_then(Value::as_bool) == Some(true) && query.dimensions.contains(&Dimension::Day) {
+        let (mut day, last) = (site.timezone.local_day(from), site.timezone.local_day(to - 1));
+        let mut labels = Vec::new();
+        while day <= last {
+            labels.push(day.to_string());
+            day = LocalDay(day.0 + 1);
+        }
+        meta.insert("time_labels".into(), json!(labels));
+    }
+    Ok(Json(json!({
+        "results": results,
+        "meta": meta,
+        "query": {
+            "site_id": site.domain.as_str(),
+            "metrics": metric_names,
+            "date_range": [fmt(from), fmt(to - 1000)],
+            "dimensions": dimension_names,
+            "filters": filters_json,
+            "order_by": req.get("order_by").cloned().unwrap_or(Value::Null),
+            "include": include,
+            "pagination": { "limit": limit, "offset": offset },
+        },
+    })))
+}

@@ -1,0 +1,146 @@
+//! `POST /api/v2/query` end to end: numbers worked out by hand for a small day of
+//! traffic, Plausible's request and response shapes, and errors naming what is wrong.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// One day of traffic on 2026-11-02 (UTC) and one event the next day:
+/// visitor A (GB, Firefox): 10:00 `/` from Google, 10:05 `/pricing`, 10:06 Signup;
+///   12:00 `/blog` from t.co (a new visit: 114 minutes later);
+/// visitor B (US, Chrome): 11:00 `/pricing`, direct;
+/// visitor A on 2026-11-03 09:00 `/` (a new day: a new visitor id).
+async fn app_with_traffic() -> (TestApp, String) {
+    let app = TestApp::spawn().await;
+    let site = app.add_site("example.com", "UTC").await;
+    let line = |ts: &str, name: &str, path: &str, referrer: &str, ip: &str, ua: &str| {
+        json!({"timestamp": ts, "domain": "example.com", "name": name, "url": format!("https://example.com{path}"),
+               "referrer": referrer, "ip": ip, "user_agent": ua}).to_string()
+    };
+    let lines = [
+        line("2026-11-02T10:00:00Z", "pageview", "/", "https://www.google.com/", "81.2.69.142", FIREFOX),
+        line("2026-11-02T10:05:00Z", "pageview", "/pricing", "", "81.2.69.142", FIREFOX),
+        line("2026-11-02T10:06:00Z", "Signup", "/pricing", "", "81.2.69.142", FIREFOX),
+        line("2026-11-02T11:00:00Z", "pageview", "/pricing", "", "8.8.8.8", CHROME_WIN),
+        line("2026-11-02T12:00:00Z", "pageview", "/blog", "https://t.co/x", "81.2.69.142", FIREFOX),
+        line("2026-11-03T09:00:00Z", "pageview", "/", "", "81.2.69.142", FIREFOX),
+    ];
+    let path = app.data_dir.join("traffic.ndjson");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let geo = footfall::ingest::geo::GeoIp::embedded();
+    let report = footfall::import::import_file(app.store().as_ref(), &site, &mut file, &geo, |_, _| {}).await.unwrap();
+    assert_eq!(report.imported, 6, "{report:?}");
+    let key = footfall::admin::create_api_key(app.store().as_ref(), "test", Some("example.com")).await.unwrap();
+    (app, key)
+}
+
+async fn query(app: &TestApp, key: &str, body: Value) -> (u16, Value) {
+    let resp = app.client.post(app.url("/api/v2/query")).bearer_auth(key).json(&body).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn aggregate_breakdown_filters_and_timeseries() {
+    let (app, key) = app_with_traffic().await;
+    let day = json!(["2026-11-02", "2026-11-02"]);
+
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day,
+        "metrics": ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    // 2 visitors, 3 visits, 4 pageviews, 5 events; bounces: B and A's second visit (2 of
+    // 3 = 67%); durations 360 s, 0, 0 (mean 120 s); 4 / 3 = 1.33 views per visit.
+    assert_eq!(body["results"], json!([{"metrics": [2, 3, 4, 5, 67, 120, 1.33], "dimensions": []}]));
+    assert_eq!(body["query"]["date_range"], json!(["2026-11-02T00:00:00+00:00", "2026-11-02T23:59:59+00:00"]));
+    assert_eq!(body["query"]["site_id"], "example.com");
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "pageviews"],
+        "dimensions": ["event:page"], "order_by": [["visitors", "desc"], ["event:page", "asc"]],
+        "include": {"total_rows": true}, "pagination": {"limit": 2, "offset": 0}
+    })).await;
+    assert_eq!(body["results"], json!([
+        {"metrics": [2, 2], "dimensions": ["/pricing"]},
+        {"metrics": [1, 1], "dimensions": ["/"]},
+    ]));
+    assert_eq!(body["meta"]["total_rows"], 3);
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "visits", "pageviews"],
+        "filters": [["is", "visit:country", ["GB"]]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([1, 2, 3]));
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visits", "pageviews", "events"],
+        "filters": [["is", "visit:source", ["Google"]]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([1, 2, 3]), "the whole Google visit, nothing else");
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors"],
+        "dimensions": ["visit:source"], "order_by": [["visit:source", "asc"]],
+        "filters": [["not", ["contains", "event:page", ["blog"]]]]
+    })).await;
+    assert_eq!(body["results"], json!([
+        {"metrics": [1], "dimensions": ["Direct / None"]},
+        {"metrics": [1], "dimensions": ["Google"]},
+    ]));
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-02", "2026-11-03"], "metrics": ["visitors", "pageviews"],
+        "dimensions": ["time:day"], "include": {"time_labels": true}
+    })).await;
+    assert_eq!(body["results"], json!([
+        {"metrics": [2, 4], "dimensions": ["2026-11-02"]},
+        {"metrics": [1, 1], "dimensions": ["2026-11-03"]},
+    ]));
+    assert_eq!(body["meta"]["time_labels"], json!(["2026-11-02", "2026-11-03"]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn authentication_and_bad_queries() {
+    let (app, key) = app_with_traffic().await;
+    let good = json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"]});
+    let (status, _) = query(&app, &key, good.clone()).await;
+    assert_eq!(status, 200);
+
+    let resp = app.client.post(app.url("/api/v2/query")).json(&good).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let (status, body) = query(&app, "ff_not_a_real_key", good.clone()).await;
+    assert_eq!((status, body["error"].as_str().unwrap().contains("API key")), (401, true));
+
+    app.add_site("other.com", "UTC").await;
+    let (status, body) = query(&app, &key, json!({"site_id": "other.com", "date_range": "7d", "metrics": ["visitors"]})).await;
+    assert_eq!(status, 403, "{body}");
+    let all_sites = footfall::admin::create_api_key(app.store().as_ref(), "all", None).await.unwrap();
+    let (status, _) = query(&app, &all_sites, json!({"site_id": "other.com", "date_range": "7d", "metrics": ["visitors"]})).await;
+    assert_eq!(status, 200, "a key without a site reads every site");
+    let (status, _) = query(&app, &key, json!({"site_id": "nope.com", "date_range": "7d", "metrics": ["visitors"]})).await;
+    assert_eq!(status, 404);
+
+    let cases = [
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["vistors"]}), "metrics: unknown metric \"vistors\""),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": []}), "metrics: at least one metric"),
+        (json!({"site_id": "example.com", "metrics": ["visitors"]}), "date_range: is required"),
+        (json!({"site_id": "example.com", "date_range": "fortnight", "metrics": ["visitors"]}), "date_range: invalid value \"fortnight\""),
+        (json!({"site_id": "example.com", "date_range": ["2026-11-05", "2026-11-01"], "metrics": ["visitors"]}), "date_range: the first date is after the second"),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "dimensions": ["visit:shoe_size"]}), "dimensions: unknown dimension \"visit:shoe_size\""),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "filters": [["is", "visit:shoe_size", ["42"]]]}), "filters: invalid dimension \"visit:shoe_size\""),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "filters": [["sounds_like", "event:page", ["/"]]]}), "filters: unknown or malformed operator \"sounds_like\""),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "order_by": [["pageviews", "desc"]]}), "order_by: \"pageviews\" is neither"),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "pagination": {"limit": -1}}), "pagination.limit"),
+        (json!({"date_range": "7d", "metrics": ["visitors"]}), "site_id: is required"),
+    ];
+    for (body, want) in cases {
+        let (status, answer) = query(&app, &key, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(want), "{error:?} should contain {want:?}");
+    }
+    app.stop().await;
+}
