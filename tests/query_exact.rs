@@ -134,6 +134,15 @@ fn ref_dim(d: &Dimension, e: &Event, v: &RefVisit, events: &[Event], tz: &Timezo
         Dimension::Visit(VisitProperty::EntryPage) => or_not_set(pageviews.first().map(|e| e.facts.pathname.as_str()).unwrap_or("")),
         Dimension::Visit(VisitProperty::ExitPage) => or_not_set(pageviews.last().map(|e| e.facts.pathname.as_str()).unwrap_or("")),
         Dimension::Day => tz.local_day(e.ts_ms).to_string(),
+        Dimension::Month => format!("{}-01", &tz.local_day(e.ts_ms).to_string()[..7]),
+        Dimension::Week => {
+            // Walk back to Monday one day at a time.
+            let mut d = tz.local_day(e.ts_ms).date();
+            while d.format("%a").to_string() != "Mon" {
+                d = d.pred_opt().unwrap();
+            }
+            d.to_string()
+        }
         other => panic!("the reference does not know {other}"),
     }
 }
@@ -149,6 +158,7 @@ fn ref_filter(f: &Filter, e: &Event, v: &RefVisit, events: &[Event], tz: &Timezo
             match condition {
                 Condition::Is(vals) => vals.contains(&x),
                 Condition::Contains(vals) => vals.iter().any(|s| x.contains(s.as_str())),
+                Condition::Matches(res) => res.iter().any(|r| r.is_match(&x)),
             }
         }
     }
@@ -225,6 +235,8 @@ fn dimension() -> impl Strategy<Value = Option<Dimension>> {
         Just(Some(Dimension::Visit(VisitProperty::EntryPage))),
         Just(Some(Dimension::Visit(VisitProperty::ExitPage))),
         Just(Some(Dimension::Day)),
+        Just(Some(Dimension::Week)),
+        Just(Some(Dimension::Month)),
     ]
 }
 
@@ -237,6 +249,7 @@ fn leaf() -> impl Strategy<Value = Filter> {
         Just(Filter::Match { dimension: Dimension::Visit(VisitProperty::Country), condition: Condition::Is(vec!["DE".into(), "US".into()]) }),
         Just(Filter::Match { dimension: Dimension::Visit(VisitProperty::EntryPage), condition: Condition::Is(vec!["/a".into()]) }),
         Just(Filter::Match { dimension: Dimension::Name, condition: Condition::Is(vec!["Signup".into()]) }),
+        Just(Filter::Match { dimension: Dimension::Page, condition: Condition::Matches(vec![regex::Regex::new("^/(a|b)$").unwrap()]) }),
     ]
 }
 

@@ -99,6 +99,17 @@ async fn aggregate_breakdown_filters_and_timeseries() {
         {"metrics": [1, 1], "dimensions": ["2026-11-03"]},
     ]));
     assert_eq!(body["meta"]["time_labels"], json!(["2026-11-02", "2026-11-03"]));
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-02", "2026-11-03"], "metrics": ["pageviews"],
+        "dimensions": ["time:month"], "filters": [["matches", "event:page", ["^/(pricing|blog)$"]]]
+    })).await;
+    assert_eq!(body["results"], json!([{"metrics": [3], "dimensions": ["2026-11-01"]}]));
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-02", "2026-11-03"], "metrics": ["pageviews"],
+        "filters": [["matches_not", "event:page", ["^/pr"]]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([3]));
     app.stop().await;
 }
 
@@ -135,6 +146,7 @@ async fn authentication_and_bad_queries() {
         (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "order_by": [["pageviews", "desc"]]}), "order_by: \"pageviews\" is neither"),
         (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "pagination": {"limit": -1}}), "pagination.limit"),
         (json!({"date_range": "7d", "metrics": ["visitors"]}), "site_id: is required"),
+        (json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "filters": [["matches", "event:page", ["(unclosed"]]]}), "filters: invalid regular expression \"(unclosed\""),
     ];
     for (body, want) in cases {
         let (status, answer) = query(&app, &key, body.clone()).await;

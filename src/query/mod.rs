@@ -85,6 +85,16 @@ pub enum Dimension {
     Day,
     /// `time:hour`: the event's local hour, `YYYY-MM-DD HH:00:00`.
     Hour,
+    /// `time:week`: the local date of the Monday starting the event's week.
+    Week,
+    /// `time:month`: the local date of the first of the event's month.
+    Month,
+}
+
+impl Dimension {
+    pub fn is_time(&self) -> bool {
+        matches!(self, Dimension::Day | Dimension::Hour | Dimension::Week | Dimension::Month)
+    }
 }
 
 impl Dimension {
@@ -96,6 +106,8 @@ impl Dimension {
             "event:hostname" => Dimension::Hostname,
             "time:day" | "time" => Dimension::Day,
             "time:hour" => Dimension::Hour,
+            "time:week" => Dimension::Week,
+            "time:month" => Dimension::Month,
             "visit:source" => Dimension::Visit(V::Source),
             "visit:referrer" => Dimension::Visit(V::Referrer),
             "visit:utm_source" => Dimension::Visit(V::UtmSource),
@@ -131,6 +143,8 @@ impl fmt::Display for Dimension {
             Dimension::Prop(k) => return write!(f, "event:props:{k}"),
             Dimension::Day => "time:day",
             Dimension::Hour => "time:hour",
+            Dimension::Week => "time:week",
+            Dimension::Month => "time:month",
             Dimension::Visit(p) => match p {
                 V::Source => "visit:source",
                 V::Referrer => "visit:referrer",
@@ -155,15 +169,29 @@ impl fmt::Display for Dimension {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Condition {
     Is(Vec<String>),
     Contains(Vec<String>),
+    /// Regular expressions, matched anywhere in the value unless anchored.
+    Matches(Vec<regex::Regex>),
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Condition::Is(a), Condition::Is(b)) | (Condition::Contains(a), Condition::Contains(b)) => a == b,
+            (Condition::Matches(a), Condition::Matches(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_str() == y.as_str())
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A filter is a predicate on events. `visit:*` dimensions are read from the event's
 /// visit, so a filter on them alone selects whole visits (SPEC §3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     All,
     Match { dimension: Dimension, condition: Condition },

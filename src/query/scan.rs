@@ -4,7 +4,7 @@
 
 use super::{Condition, Dimension, Filter, Metric, Row, StatsQuery, VisitProperty};
 use crate::domain::{counts_as_event, Event, EventKind, Timezone};
-use chrono::{DateTime, Timelike};
+use chrono::{DateTime, Datelike, Timelike};
 use std::collections::{HashMap, HashSet};
 
 pub const NOT_SET: &str = "(not set)";
@@ -65,6 +65,14 @@ fn value(d: &Dimension, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) -
             let local = DateTime::from_timestamp_millis(e.ts_ms).unwrap_or_default().with_timezone(&tz.tz());
             format!("{} {:02}:00:00", local.date_naive(), local.hour())
         }
+        Dimension::Week => {
+            let d = tz.local_day(e.ts_ms).date();
+            (d - chrono::Duration::days(d.weekday().num_days_from_monday() as i64)).to_string()
+        }
+        Dimension::Month => {
+            let d = tz.local_day(e.ts_ms).date();
+            d.with_day(1).unwrap_or(d).to_string()
+        }
     }
 }
 
@@ -79,6 +87,7 @@ fn matches(f: &Filter, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) ->
             match condition {
                 Condition::Is(values) => values.contains(&actual),
                 Condition::Contains(values) => values.iter().any(|x| actual.contains(x.as_str())),
+                Condition::Matches(patterns) => patterns.iter().any(|p| p.is_match(&actual)),
             }
         }
     }
@@ -178,7 +187,7 @@ pub fn evaluate(q: &StatsQuery, tz: &Timezone, events: &[Event]) -> Vec<Row> {
             Row { dimensions: dims, metrics }
         })
         .collect();
-    let by_time = q.dimensions.iter().any(|d| matches!(d, Dimension::Day | Dimension::Hour));
+    let by_time = q.dimensions.iter().any(Dimension::is_time);
     rows.sort_by(|a, b| {
         if by_time {
             a.dimensions.cmp(&b.dimensions)

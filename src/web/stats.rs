@@ -87,13 +87,27 @@ fn parse_filter(v: &Value) -> Result<Filter, ApiError> {
             Ok(if op == "and" { Filter::And(parsed) } else { Filter::Or(parsed) })
         }
         ("not", 2) => Ok(Filter::Not(Box::new(parse_filter(&items[1])?))),
-        ("is" | "is_not" | "contains" | "contains_not", 3 | 4) => {
+        ("is" | "is_not" | "contains" | "contains_not" | "matches" | "matches_not", 3 | 4) => {
             let dim_name = items[1].as_str().ok_or_else(|| bad(format!("filters: invalid dimension in {v}")))?;
             let dimension = Dimension::parse(dim_name)
-                .filter(|d| !matches!(d, Dimension::Day | Dimension::Hour))
+                .filter(|d| !d.is_time())
                 .ok_or_else(|| bad(format!("filters: invalid dimension {dim_name:?}")))?;
             let values = strings(&items[2], "filters")?;
-            let condition = if op.starts_with("is") { Condition::Is(values) } else { Condition::Contains(values) };
+            let condition = match op.trim_end_matches("_not") {
+                "is" => Condition::Is(values),
+                "contains" => Condition::Contains(values),
+                _ => Condition::Matches(
+                    values
+                        .iter()
+                        .map(|p| {
+                            regex::RegexBuilder::new(p)
+                                .size_limit(1 << 20)
+                                .build()
+                                .map_err(|e| bad(format!("filters: invalid regular expression {p:?}: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
             let m = Filter::Match { dimension, condition };
             Ok(if op.ends_with("_not") { Filter::Not(Box::new(m)) } else { m })
         }
