@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Stats API requests per minute per API key [default: 600]
+    #[arg(long, value_name = "N")]
+    pub api_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +155,7 @@ impl ServeArgs {
             geoip: self.geoip.clone(),
             queue_capacity: self.queue_capacity,
             log_format: self.log_format.clone(),
+            api_rate_limit: self.api_rate_limit,
             ..self.storage.layer()
         }
     }

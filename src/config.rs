@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
 pub const DEFAULT_DATA_DIR: &str = "./footfall-data";
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+pub const DEFAULT_API_RATE_LIMIT: u32 = 600;
 
 /// One layer of settings. Every key is optional; absent keys fall through to the layer
 /// below. The TOML file uses these names in snake case.
@@ -29,6 +30,7 @@ pub struct Layer {
     pub geoip: Option<PathBuf>,
     pub queue_capacity: Option<usize>,
     pub log_format: Option<String>,
+    pub api_rate_limit: Option<u32>,
 }
 
 impl Layer {
@@ -47,6 +49,9 @@ impl Layer {
                 .map(|v| v.parse().map_err(|_| anyhow!("FOOTFALL_QUEUE_CAPACITY: {v:?} is not a positive integer")))
                 .transpose()?,
             log_format: get("LOG_FORMAT"),
+            api_rate_limit: get("API_RATE_LIMIT")
+                .map(|v| v.parse().map_err(|_| anyhow!("FOOTFALL_API_RATE_LIMIT: {v:?} is not a whole number")))
+                .transpose()?,
         })
     }
 
@@ -67,6 +72,7 @@ impl Layer {
             geoip: self.geoip.or(lower.geoip),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
             log_format: self.log_format.or(lower.log_format),
+            api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Config {
     pub geoip: Option<PathBuf>,
     pub queue_capacity: usize,
     pub log_format: LogFormat,
+    /// Stats API requests per minute per API key.
+    pub api_rate_limit: u32,
 }
 
 /// Merges the layers (flags first) and validates the result.
@@ -155,6 +163,11 @@ fn validate(l: Layer) -> anyhow::Result<Config> {
         geoip: l.geoip,
         queue_capacity,
         log_format,
+        api_rate_limit: match l.api_rate_limit {
+            Some(0) => bail!("api-rate-limit: must be at least 1 request per minute"),
+            Some(n) => n,
+            None => DEFAULT_API_RATE_LIMIT,
+        },
     })
 }
 

@@ -156,3 +156,85 @@ async fn authentication_and_bad_queries() {
     }
     app.stop().await;
 }
+
+async fn v1(app: &TestApp, key: &str, path_and_query: &str) -> (u16, Value) {
+    let resp = app.client.get(app.url(path_and_query)).bearer_auth(key).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn v1_aggregate_timeseries_breakdown_and_realtime() {
+    let (app, key) = app_with_traffic().await;
+    let day = "period=custom&date=2026-11-02,2026-11-02";
+    let (status, body) = v1(&app, &key, &format!("/api/v1/stats/aggregate?site_id=example.com&{day}&metrics=visitors,visits,bounce_rate,visit_duration")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"results": {"visitors": {"value": 2}, "visits": {"value": 3}, "bounce_rate": {"value": 67}, "visit_duration": {"value": 120}}}));
+
+    let (_, body) = v1(&app, &key, "/api/v1/stats/aggregate?site_id=example.com&period=day&date=2026-11-02&filters=visit:country%3D%3DGB;event:page%3D%3D/pri*").await;
+    assert_eq!(body, json!({"results": {"visitors": {"value": 1}}}), "Plausible's default metric and wildcard filters");
+
+    let (_, body) = v1(&app, &key, "/api/v1/stats/timeseries?site_id=example.com&period=custom&date=2026-11-01,2026-11-03&metrics=visitors,pageviews").await;
+    assert_eq!(body, json!({"results": [
+        {"date": "2026-11-01", "visitors": 0, "pageviews": 0},
+        {"date": "2026-11-02", "visitors": 2, "pageviews": 4},
+        {"date": "2026-11-03", "visitors": 1, "pageviews": 1},
+    ]}));
+
+    let (_, body) = v1(&app, &key, &format!("/api/v1/stats/breakdown?site_id=example.com&{day}&property=visit:source&metrics=visitors,visits")).await;
+    assert_eq!(body, json!({"results": [
+        {"source": "Direct / None", "visitors": 1, "visits": 1},
+        {"source": "Google", "visitors": 1, "visits": 1},
+        {"source": "Twitter", "visitors": 1, "visits": 1},
+    ]}));
+    let (_, body) = v1(&app, &key, &format!("/api/v1/stats/breakdown?site_id=example.com&{day}&property=event:page&limit=1&page=2")).await;
+    assert_eq!(body["results"].as_array().unwrap().len(), 1);
+
+    for (q, want) in [
+        ("/api/v1/stats/aggregate?site_id=example.com&period=fortnight", "period: invalid value"),
+        ("/api/v1/stats/aggregate?site_id=example.com&period=custom", "date: custom periods take date=FROM,TO"),
+        ("/api/v1/stats/aggregate?site_id=example.com&metrics=visitors,nope", "metrics: unknown metric \"nope\""),
+        ("/api/v1/stats/aggregate?site_id=example.com&filters=visit:shoe==42", "filters: invalid dimension"),
+        ("/api/v1/stats/breakdown?site_id=example.com", "property: is required"),
+        ("/api/v1/stats/timeseries?site_id=example.com&interval=fortnight", "interval: invalid value"),
+    ] {
+        let (status, body) = v1(&app, &key, q).await;
+        assert_eq!(status, 400, "{q} -> {body}");
+        assert!(body["error"].as_str().unwrap().contains(want), "{q}: {body}");
+    }
+
+    // Realtime: distinct visitors with an event in the last five minutes.
+    let (_, body) = v1(&app, &key, "/api/v1/stats/realtime/visitors?site_id=example.com").await;
+    assert_eq!(body, json!(0));
+    app.post_event(r#"{"n":"pageview","u":"https://example.com/"}"#, FIREFOX, "81.2.69.142").await;
+    app.post_event(r#"{"n":"pageview","u":"https://example.com/x"}"#, FIREFOX, "81.2.69.142").await;
+    app.post_event(r#"{"n":"pageview","u":"https://example.com/"}"#, CHROME_WIN, "8.8.8.8").await;
+    let (_, body) = v1(&app, &key, "/api/v1/stats/realtime/visitors?site_id=example.com").await;
+    assert_eq!(body, json!(2));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_rate_limited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = footfall::config::Layer { api_rate_limit: Some(3), ..Default::default() };
+    let app = TestApp::spawn_with_layer(tmp.path(), layer).await;
+    app.add_site("example.com", "UTC").await;
+    let key = footfall::admin::create_api_key(app.store().as_ref(), "t", None).await.unwrap();
+    let other = footfall::admin::create_api_key(app.store().as_ref(), "u", None).await.unwrap();
+    let body = json!({"site_id": "example.com", "date_range": "day", "metrics": ["visitors"]});
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let resp = app.client.post(app.url("/api/v2/query")).bearer_auth(&key).json(&body).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u32>().unwrap());
+        }
+    }
+    // A minute boundary could fall inside the loop and reset the window once.
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 1, "{statuses:?}");
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)));
+    let (status, _) = query(&app, &other, body).await;
+    assert_eq!(status, 200, "limits are per key");
+    app.stop().await;
+}

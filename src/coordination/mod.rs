@@ -20,6 +20,9 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Periodic housekeeping: forget finished visits and cached salts, delete expired
     /// salts from storage.
     async fn housekeeping(&self, now_ms: i64) -> StoreResult<()>;
+    /// Counts one Stats API request of `key_id` and says whether it is within
+    /// `per_minute` (fixed one-minute windows).
+    async fn allow_api_request(&self, key_id: i64, per_minute: u32, now_ms: i64) -> bool;
     fn is_leader(&self) -> bool;
 }
 
@@ -29,6 +32,8 @@ pub struct LocalCoordinator {
     /// Salts in use, with the time each may be forgotten.
     salts: RwLock<HashMap<(SiteId, LocalDay), (DailySalt, i64)>>,
     visits: LiveVisits,
+    /// Per API key: (minute number, requests in that minute).
+    api_requests: std::sync::Mutex<HashMap<i64, (i64, u32)>>,
 }
 
 impl LocalCoordinator {
@@ -37,7 +42,7 @@ impl LocalCoordinator {
     pub async fn start(store: Arc<dyn Store>, now_ms: i64) -> StoreResult<LocalCoordinator> {
         let visits = LiveVisits::default();
         visits.restore(store.recent_visits(now_ms - VISIT_GAP_MS).await?);
-        Ok(LocalCoordinator { store, salts: RwLock::new(HashMap::new()), visits })
+        Ok(LocalCoordinator { store, salts: RwLock::new(HashMap::new()), visits, api_requests: Default::default() })
     }
 
     pub fn live_visits(&self) -> usize {
@@ -64,8 +69,21 @@ impl Coordinator for LocalCoordinator {
     async fn housekeeping(&self, now_ms: i64) -> StoreResult<()> {
         self.visits.evict_before(now_ms);
         self.salts.write().expect("salt cache poisoned").retain(|_, (_, expires)| *expires >= now_ms);
+        let minute = now_ms.div_euclid(60_000);
+        self.api_requests.lock().expect("rate limits poisoned").retain(|_, (m, _)| *m >= minute);
         self.store.delete_expired_salts(now_ms).await?;
         Ok(())
+    }
+
+    async fn allow_api_request(&self, key_id: i64, per_minute: u32, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000);
+        let mut map = self.api_requests.lock().expect("rate limits poisoned");
+        let entry = map.entry(key_id).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= per_minute
     }
 
     fn is_leader(&self) -> bool {

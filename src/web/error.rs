@@ -23,6 +23,9 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u32) -> ApiError {
         ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into(), retry_after: Some(retry_after_secs) }
     }
+    pub fn too_many(message: impl Into<String>, retry_after_secs: u32) -> ApiError {
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, message: message.into(), retry_after: Some(retry_after_secs.max(1)) }
+    }
     /// A dependency failed: log the cause, tell the client only to retry.
     pub fn dependency(what: &str, cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(dependency = what, error = %cause, "request failed on a dependency");

@@ -5,6 +5,7 @@ pub mod error;
 mod event;
 mod ops;
 mod stats;
+mod stats_v1;
 
 use crate::coordination::Coordinator;
 use crate::ingest::client_ip::TrustedProxies;
@@ -28,12 +29,17 @@ pub struct AppState {
     pub user_agents: UserAgentCache,
     pub trusted_proxies: TrustedProxies,
     pub live_visits: Box<dyn Fn() -> usize + Send + Sync>,
+    pub api_rate_limit: u32,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/event", post(event::post_event).options(event::preflight))
         .route("/api/v2/query", post(stats::query_v2))
+        .route("/api/v1/stats/realtime/visitors", get(stats_v1::realtime_visitors))
+        .route("/api/v1/stats/aggregate", get(stats_v1::aggregate))
+        .route("/api/v1/stats/timeseries", get(stats_v1::timeseries))
+        .route("/api/v1/stats/breakdown", get(stats_v1::breakdown))
         .route("/api/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/", get(ops::index))

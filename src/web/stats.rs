@@ -20,8 +20,8 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg)
 }
 
-/// Checks the bearer key and that it may read `site`.
-async fn authorize(app: &AppState, headers: &HeaderMap, site: &Site) -> Result<(), ApiError> {
+/// Checks the bearer key, that it may read `site`, and its rate limit.
+pub(super) async fn authorize(app: &AppState, headers: &HeaderMap, site: &Site) -> Result<(), ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid API key (send Authorization: Bearer KEY)");
     let token = headers
         .get(header::AUTHORIZATION)
@@ -36,13 +36,44 @@ async fn authorize(app: &AppState, headers: &HeaderMap, site: &Site) -> Result<(
         .await
         .map_err(|e| ApiError::dependency("storage", &e))?
         .ok_or_else(unauthorized)?;
-    match key.site {
-        Some(s) if s != site.id => Err(ApiError::new(StatusCode::FORBIDDEN, format!("this API key cannot read {}", site.domain))),
-        _ => Ok(()),
+    if key.site.is_some_and(|s| s != site.id) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("this API key cannot read {}", site.domain)));
     }
+    let now = chrono::Utc::now().timestamp_millis();
+    if !app.coordinator.allow_api_request(key.id, app.api_rate_limit, now).await {
+        return Err(ApiError::too_many(
+            format!("rate limit of {} requests per minute exceeded for this API key", app.api_rate_limit),
+            (60 - now.rem_euclid(60_000) / 1000) as u32,
+        ));
+    }
+    Ok(())
 }
 
-fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
+/// Looks up a site named by a request, answering 404 when there is none.
+pub(super) async fn find_site(app: &AppState, site_id: &str) -> Result<Arc<Site>, ApiError> {
+    app.sites
+        .lookup(site_id)
+        .await
+        .map_err(|e| ApiError::dependency("storage", &e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("site_id: no site {site_id:?}")))
+}
+
+/// Resolves the range in the site's timezone and answers the query. Returns the rows and
+/// the resolved `[from, to)` range.
+pub(super) async fn execute(app: &AppState, site: &Site, query: &StatsQuery, range: &DateRange) -> Result<(Vec<Row>, i64, i64), ApiError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let first_day = app
+        .store
+        .first_event_ms(site.id)
+        .await
+        .map_err(|e| ApiError::dependency("storage", &e))?
+        .map(|ms| site.timezone.local_day(ms));
+    let (from, to) = range.resolve(&site.timezone, now, first_day);
+    let events = app.store.events(site.id, from, to).await.map_err(|e| ApiError::dependency("storage", &e))?;
+    Ok((scan::evaluate(query, &site.timezone, &events), from, to))
+}
+
+pub(super) fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
     match v {
         Value::Array(items) => items
             .iter()
@@ -120,7 +151,7 @@ enum SortKey {
     Dimension(usize),
 }
 
-fn round(m: Metric, v: f64) -> Value {
+pub(super) fn round(m: Metric, v: f64) -> Value {
     match m {
         Metric::Visitors | Metric::Visits | Metric::Pageviews | Metric::Events => json!(v.round() as i64),
         Metric::BounceRate | Metric::VisitDuration => json!(v.round() as i64),
@@ -136,12 +167,7 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
         Err(e) => return Err(bad(format!("body: not valid JSON ({e})"))),
     };
     let site_id = req.get("site_id").and_then(Value::as_str).ok_or_else(|| bad("site_id: is required"))?;
-    let site = app
-        .sites
-        .lookup(site_id)
-        .await
-        .map_err(|e| ApiError::dependency("storage", &e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("site_id: no site {site_id:?}")))?;
+    let site = find_site(&app, site_id).await?;
     authorize(&app, &headers, &site).await?;
 
     let metric_names = strings(req.get("metrics").ok_or_else(|| bad("metrics: is required"))?, "metrics")?;
@@ -198,17 +224,8 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
         }
     };
 
-    let now = chrono::Utc::now().timestamp_millis();
-    let first_day = app
-        .store
-        .first_event_ms(site.id)
-        .await
-        .map_err(|e| ApiError::dependency("storage", &e))?
-        .map(|ms| site.timezone.local_day(ms));
-    let (from, to) = range.resolve(&site.timezone, now, first_day);
-    let events = app.store.events(site.id, from, to).await.map_err(|e| ApiError::dependency("storage", &e))?;
     let query = StatsQuery { metrics: metrics.clone(), dimensions, filter };
-    let mut rows: Vec<Row> = scan::evaluate(&query, &site.timezone, &events);
+    let (mut rows, from, to) = execute(&app, &site, &query, &range).await?;
     if !sort.is_empty() {
         rows.sort_by(|a, b| {
             for (key, desc) in &sort {
