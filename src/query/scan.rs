@@ -103,6 +103,79 @@ struct Group {
 
 /// Answers `q` over `events` (all events of one site in the query's time range).
 pub fn evaluate(q: &StatsQuery, tz: &Timezone, events: &[Event]) -> Vec<Row> {
+    let (groups, total) = group_sums(&q.dimensions, &q.filter, tz, events);
+    finish(q, groups, &total)
+}
+
+/// Turns per-group sums into sorted result rows. `total` is the whole selection's sums
+/// (percentages are relative to its visitors).
+pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums) -> Vec<Row> {
+    if q.dimensions.is_empty() && groups.is_empty() {
+        groups.push((Vec::new(), Sums::default()));
+    }
+    let total_visitors = total.visitors;
+    let mut rows: Vec<Row> = groups
+        .into_iter()
+        .map(|(dims, s)| Row { metrics: s.metrics(&q.metrics, total_visitors), dimensions: dims })
+        .collect();
+    let by_time = q.dimensions.iter().any(Dimension::is_time);
+    rows.sort_by(|a, b| {
+        if by_time {
+            a.dimensions.cmp(&b.dimensions)
+        } else {
+            let first = |r: &Row| r.metrics.first().copied().unwrap_or(0.0);
+            first(b).total_cmp(&first(a)).then_with(|| a.dimensions.cmp(&b.dimensions))
+        }
+    });
+    rows
+}
+
+/// The integer sums every metric is computed from. Because visitor ids and visits never
+/// cross a site's local midnight, the sums of a date range are the sums of its days,
+/// which is what lets per-day rollups answer exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub visitors: u64,
+    pub visits: u64,
+    pub pageviews: u64,
+    pub events: u64,
+    pub bounces: u64,
+    pub duration_ms: u64,
+}
+
+impl Sums {
+    pub fn add(&mut self, o: &Sums) {
+        self.visitors += o.visitors;
+        self.visits += o.visits;
+        self.pageviews += o.pageviews;
+        self.events += o.events;
+        self.bounces += o.bounces;
+        self.duration_ms += o.duration_ms;
+    }
+
+    pub fn metrics(&self, metrics: &[Metric], total_visitors: u64) -> Vec<f64> {
+        let visits = self.visits as f64;
+        let per_visit = |x: f64| if visits > 0.0 { x / visits } else { 0.0 };
+        metrics
+            .iter()
+            .map(|m| match m {
+                Metric::Visitors => self.visitors as f64,
+                Metric::Visits => visits,
+                Metric::Pageviews => self.pageviews as f64,
+                Metric::Events => self.events as f64,
+                Metric::ViewsPerVisit => per_visit(self.pageviews as f64),
+                Metric::BounceRate => 100.0 * per_visit(self.bounces as f64),
+                Metric::VisitDuration => per_visit(self.duration_ms as f64 / 1000.0),
+                Metric::Percentage if total_visitors == 0 => 0.0,
+                Metric::Percentage => 100.0 * self.visitors as f64 / total_visitors as f64,
+            })
+            .collect()
+    }
+}
+
+/// Groups the selected events by the dimensions and sums each group; also returns the
+/// sums of the whole selection.
+pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> (Vec<(Vec<String>, Sums)>, Sums) {
     // Rebuild visits, in time order within each visit.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| (events[i].visit_id, events[i].ts_ms, i));
@@ -137,64 +210,34 @@ pub fn evaluate(q: &StatsQuery, tz: &Timezone, events: &[Event]) -> Vec<Row> {
 
     // Engagement events only carry data for their visit; they never select it.
     let mut groups: HashMap<Vec<String>, Group> = HashMap::new();
-    let mut all_visitors: HashSet<u64> = HashSet::new();
+    let mut total = Group::default();
     for (i, e) in events.iter().enumerate() {
         if e.facts.kind == EventKind::Engagement {
             continue;
         }
         let v = &visits[visit_of[i]];
-        if !matches(&q.filter, e, v, events, tz) {
+        if !matches(filter, e, v, events, tz) {
             continue;
         }
-        all_visitors.insert(v.visitor);
-        let key: Vec<String> = q.dimensions.iter().map(|d| value(d, e, v, events, tz)).collect();
-        let g = groups.entry(key).or_default();
-        g.visitors.insert(v.visitor);
-        g.visits.insert(visit_of[i]);
-        if e.facts.kind == EventKind::Pageview {
-            g.pageviews += 1;
-        }
-        if counts_as_event(e.facts.kind, e.facts.interactive) {
-            g.events += 1;
+        let key: Vec<String> = dimensions.iter().map(|d| value(d, e, v, events, tz)).collect();
+        for g in [groups.entry(key).or_default(), &mut total] {
+            g.visitors.insert(v.visitor);
+            g.visits.insert(visit_of[i]);
+            if e.facts.kind == EventKind::Pageview {
+                g.pageviews += 1;
+            }
+            if counts_as_event(e.facts.kind, e.facts.interactive) {
+                g.events += 1;
+            }
         }
     }
-    if q.dimensions.is_empty() && groups.is_empty() {
-        groups.insert(Vec::new(), Group::default());
-    }
-
-    let mut rows: Vec<Row> = groups
-        .into_iter()
-        .map(|(dims, g)| {
-            let n_visits = g.visits.len() as f64;
-            let bounces = g.visits.iter().filter(|&&vi| visits[vi].counting == 1).count() as f64;
-            let duration_ms: i64 = g.visits.iter().map(|&vi| visits[vi].last_ts - visits[vi].first_ts).sum();
-            let per_visit = |x: f64| if n_visits > 0.0 { x / n_visits } else { 0.0 };
-            let metrics = q
-                .metrics
-                .iter()
-                .map(|m| match m {
-                    Metric::Visitors => g.visitors.len() as f64,
-                    Metric::Visits => n_visits,
-                    Metric::Pageviews => g.pageviews as f64,
-                    Metric::Events => g.events as f64,
-                    Metric::ViewsPerVisit => per_visit(g.pageviews as f64),
-                    Metric::BounceRate => 100.0 * per_visit(bounces),
-                    Metric::VisitDuration => per_visit(duration_ms as f64 / 1000.0),
-                    Metric::Percentage if all_visitors.is_empty() => 0.0,
-                    Metric::Percentage => 100.0 * g.visitors.len() as f64 / all_visitors.len() as f64,
-                })
-                .collect();
-            Row { dimensions: dims, metrics }
-        })
-        .collect();
-    let by_time = q.dimensions.iter().any(Dimension::is_time);
-    rows.sort_by(|a, b| {
-        if by_time {
-            a.dimensions.cmp(&b.dimensions)
-        } else {
-            let first = |r: &Row| r.metrics.first().copied().unwrap_or(0.0);
-            first(b).total_cmp(&first(a)).then_with(|| a.dimensions.cmp(&b.dimensions))
-        }
-    });
-    rows
+    let sums = |g: &Group| Sums {
+        visitors: g.visitors.len() as u64,
+        visits: g.visits.len() as u64,
+        pageviews: g.pageviews,
+        events: g.events,
+        bounces: g.visits.iter().filter(|&&vi| visits[vi].counting == 1).count() as u64,
+        duration_ms: g.visits.iter().map(|&vi| (visits[vi].last_ts - visits[vi].first_ts) as u64).sum(),
+    };
+    (groups.iter().map(|(k, g)| (k.clone(), sums(g))).collect(), sums(&total))
 }
