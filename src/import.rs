@@ -216,7 +216,7 @@ async fn import_day(
             }
         }
         let imported = events.len() as u64;
-        let batch = ImportBatch { site: site.id, from_ms, to_ms, expected_existing: existing.len(), events, keys, visit_updates };
+        let batch = ImportBatch { site: site.id, day, from_ms, to_ms, expected_existing: existing.len(), events, keys, visit_updates };
         match store.apply_import(batch).await {
             Ok(()) => {
                 report.imported += imported;

@@ -8,6 +8,7 @@ pub mod coordination;
 pub mod domain;
 pub mod identity;
 pub mod import;
+pub mod jobs;
 pub mod ingest;
 pub mod metrics;
 pub mod query;

@@ -62,6 +62,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         })
     };
 
+    let day_close = crate::jobs::spawn_day_close(store.clone(), coordinator.clone());
+
     let state = Arc::new(AppState {
         store: store.clone(),
         coordinator,
@@ -82,6 +84,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     // The router, and with it the writer's last sender, is gone: the writer drains the
     // queue and stops.
     housekeeping.abort();
+    day_close.abort();
     tracing::info!("draining the event queue");
     writer_task.await.context("the event writer failed")?;
     tracing::info!("stopped");

@@ -2,96 +2,14 @@
 //! an independent computation that rebuilds visits from visitor ids and timestamps alone
 //! (not from the stored visit ids), over random event streams in several timezones.
 
+mod common;
+
 use footfall::domain::*;
 use footfall::query::{scan, Condition, Dimension, Filter, Metric, StatsQuery, VisitProperty};
-use footfall::visits::{assign_visits, Timed};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-const MIN: i64 = 60_000;
-const PAGES: &[&str] = &["/", "/a", "/b", "/blog/x"];
-const SOURCES: &[&str] = &["Direct / None", "Google", "news"];
-const COUNTRIES: &[&str] = &["DE", "US", ""];
-const TIMEZONES: &[&str] = &["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"];
-
-#[derive(Debug, Clone)]
-struct Raw {
-    visitor: u8,
-    minute: i64,
-    kind: u8,
-    page: usize,
-    source: usize,
-    country: usize,
-    interactive: bool,
-    plan: Option<u8>,
-}
-
-fn raw() -> impl Strategy<Value = Raw> {
-    (0u8..5, 0i64..(3 * 24 * 60), 0u8..10, 0..PAGES.len(), 0..SOURCES.len(), 0..COUNTRIES.len(), any::<bool>(), proptest::option::of(0u8..2))
-        .prop_map(|(visitor, minute, kind, page, source, country, interactive, plan)| Raw { visitor, minute, kind, page, source, country, interactive, plan })
-}
-
-/// Builds stored events the way ingestion does: daily visitor ids, visits split by the
-/// production splitter, engagement events without a visit dropped.
-fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
-    let base = 1_790_000_000_000i64;
-    let mut events: Vec<Event> = raws
-        .iter()
-        .map(|r| {
-            let ts = base + r.minute * MIN + (r.kind as i64 % 3) * 1000;
-            let day = tz.local_day(ts);
-            let kind = match r.kind {
-                0 | 1 => EventKind::Engagement,
-                2 | 3 => EventKind::Custom,
-                _ => EventKind::Pageview,
-            };
-            let name = match kind {
-                EventKind::Pageview => "pageview",
-                EventKind::Engagement => "engagement",
-                EventKind::Custom => "Signup",
-            };
-            Event {
-                site_id: SiteId(1),
-                ts_ms: ts,
-                day,
-                visitor_id: VisitorId((r.visitor as u64) << 32 | day.0 as u32 as u64),
-                visit_id: VisitId(0),
-                facts: EventFacts {
-                    kind,
-                    name: name.into(),
-                    interactive: r.interactive || kind == EventKind::Pageview,
-                    hostname: "example.com".into(),
-                    pathname: PAGES[r.page].into(),
-                    referrer: String::new(),
-                    source: SOURCES[r.source].into(),
-                    utm: Utm::default(),
-                    browser: "Firefox".into(),
-                    browser_version: "133.0".into(),
-                    os: "GNU/Linux".into(),
-                    os_version: String::new(),
-                    device: "Desktop".into(),
-                    country: COUNTRIES[r.country].into(),
-                    region: String::new(),
-                    city: String::new(),
-                    props: r.plan.map(|p| vec![("plan".to_string(), format!("p{p}"))]).unwrap_or_default(),
-                    revenue: None,
-                    scroll_depth: None,
-                    engaged_ms: None,
-                },
-            }
-        })
-        .collect();
-    let timed: Vec<Timed> = events.iter().map(|e| Timed { visitor: e.visitor_id, ts_ms: e.ts_ms, kind: e.facts.kind }).collect();
-    let visits = assign_visits(&timed);
-    let mut kept = Vec::new();
-    for (mut e, v) in events.drain(..).zip(visits) {
-        if let Some(v) = v {
-            e.visit_id = v;
-            kept.push(e);
-        }
-    }
-    kept
-}
+use common::synthetic::{build, raw, Raw, MIN, PAGES, SOURCES, TIMEZONES};
 
 /// The independent side: visits from (visitor, time) with the 30-minute rule.
 struct RefVisit {

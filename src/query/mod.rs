@@ -2,6 +2,7 @@
 //! the dashboard, reports and alerts alike. Wire formats (Plausible's JSON) are parsed
 //! into it at the edge; this module knows nothing about JSON or SQL.
 
+pub mod engine;
 pub mod range;
 pub mod scan;
 

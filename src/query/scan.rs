@@ -110,8 +110,9 @@ pub fn evaluate(q: &StatsQuery, tz: &Timezone, events: &[Event]) -> Vec<Row> {
 /// Turns per-group sums into sorted result rows. `total` is the whole selection's sums
 /// (percentages are relative to its visitors).
 pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums) -> Vec<Row> {
-    if q.dimensions.is_empty() && groups.is_empty() {
-        groups.push((Vec::new(), Sums::default()));
+    if q.dimensions.is_empty() {
+        // Without dimensions the one row is the whole selection.
+        groups = vec![(Vec::new(), *total)];
     }
     let total_visitors = total.visitors;
     let mut rows: Vec<Row> = groups
@@ -176,9 +177,11 @@ impl Sums {
 /// Groups the selected events by the dimensions and sums each group; also returns the
 /// sums of the whole selection.
 pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> (Vec<(Vec<String>, Sums)>, Sums) {
-    // Rebuild visits, in time order within each visit.
+    // Rebuild visits, in time order within each visit. At equal times counting events
+    // come before engagement events, as when visits were split (visits::assign_visits),
+    // so the visit's first event is the same one everywhere.
     let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by_key(|&i| (events[i].visit_id, events[i].ts_ms, i));
+    order.sort_by_key(|&i| (events[i].visit_id, events[i].ts_ms, events[i].facts.kind == EventKind::Engagement, i));
     let mut visits: Vec<Visit> = Vec::new();
     let mut visit_of = vec![0usize; events.len()];
     let mut index: HashMap<u64, usize> = HashMap::new();

@@ -7,6 +7,7 @@ pub mod sqlite;
 
 use crate::domain::{Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};
 use crate::identity::DailySalt;
+use crate::query::scan::Sums;
 use crate::visits::LiveVisit;
 use async_trait::async_trait;
 use std::collections::HashSet;
@@ -72,6 +73,7 @@ impl EncodedEvent {
 #[derive(Debug, Clone)]
 pub struct ImportBatch {
     pub site: SiteId,
+    pub day: LocalDay,
     pub from_ms: i64,
     pub to_ms: i64,
     /// How many events the partition held when the import read it; a different count at
@@ -91,6 +93,16 @@ pub struct NewApiKey {
     pub key_hash: String,
     /// The first characters of the secret, to recognise a key in listings.
     pub prefix: String,
+}
+
+/// One rollup row: the sums of the events of a day whose `dimension` has `value`.
+/// `dimension` is the query name (`visit:source`, `event:page`, ...), or empty for the
+/// day's total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRow {
+    pub dimension: String,
+    pub value: String,
+    pub sums: Sums,
 }
 
 /// A stored API key (the secret itself is never stored).
@@ -128,6 +140,13 @@ pub trait Store: Send + Sync + 'static {
     async fn partition(&self, site: SiteId, from_ms: i64, to_ms: i64) -> StoreResult<Vec<PartitionEvent>>;
     async fn known_import_keys(&self, site: SiteId, keys: Vec<ImportKey>) -> StoreResult<HashSet<ImportKey>>;
     async fn apply_import(&self, batch: ImportBatch) -> StoreResult<()>;
+
+    /// Replaces the rollups of a closed day, marking the day as rolled up.
+    async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()>;
+    /// The days in `[first, last]` whose rollups are built.
+    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<LocalDay>>;
+    /// The rollup rows of one dimension over `[first, last]`.
+    async fn rollups(&self, site: SiteId, dimension: &str, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, String, Sums)>>;
 
     /// The time of the site's first stored event.
     async fn first_event_ms(&self, site: SiteId) -> StoreResult<Option<i64>>;

@@ -3,11 +3,12 @@
 //! blocking pool. Events are written through one connection (SQLite has one writer at a
 //! time anyway); reads use another so they never queue behind a batch commit.
 
-use super::{codec, ApiKey, EncodedEvent, ImportBatch, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
+use super::{codec, ApiKey, EncodedEvent, ImportBatch, RollupRow, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
 use crate::domain::{
     Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId,
 };
 use crate::identity::DailySalt;
+use crate::query::scan::Sums;
 use crate::visits::LiveVisit;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -68,6 +69,29 @@ CREATE TABLE import_keys (
     site_id INTEGER NOT NULL,
     key BLOB NOT NULL,
     PRIMARY KEY (site_id, key)
+) WITHOUT ROWID;
+"#, r#"
+-- Per closed (site, local day) sums by dimension value; `dimension` '' is the day's total.
+CREATE TABLE day_rollups (
+    site_id INTEGER NOT NULL,
+    dimension TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    visitors INTEGER NOT NULL,
+    visits INTEGER NOT NULL,
+    pageviews INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    bounces INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (site_id, dimension, day, value)
+) WITHOUT ROWID;
+-- Days whose rollups are built; a day missing here is answered from raw events.
+CREATE TABLE rolled_up_days (
+    site_id INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    built_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, day)
 ) WITHOUT ROWID;
 "#];
 
@@ -173,6 +197,12 @@ impl SqliteStore {
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         Self::with(&self.reader, f).await
     }
+}
+
+fn delete_rollups(tx: &rusqlite::Transaction<'_>, site: SiteId, day: LocalDay) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM day_rollups WHERE site_id = ?1 AND day = ?2", params![site.0, day.0])?;
+    tx.execute("DELETE FROM rolled_up_days WHERE site_id = ?1 AND day = ?2", params![site.0, day.0])?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
@@ -473,7 +503,80 @@ impl Store for SqliteStore {
                 }
             }
             insert_all(&tx, &batch.events).map_err(db_err)?;
+            // The day changed, so its rollups no longer hold; they are rebuilt later.
+            delete_rollups(&tx, batch.site, batch.day).map_err(db_err)?;
             tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            delete_rollups(&tx, site, day).map_err(db_err)?;
+            {
+                let mut s = tx
+                    .prepare_cached(
+                        "INSERT INTO day_rollups (site_id, dimension, day, value, visitors, visits, pageviews, events, bounces, duration_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(db_err)?;
+                for r in &rows {
+                    let x = &r.sums;
+                    s.execute(params![
+                        site.0, r.dimension, day.0, r.value, x.visitors as i64, x.visits as i64, x.pageviews as i64,
+                        x.events as i64, x.bounces as i64, x.duration_ms as i64
+                    ])
+                    .map_err(db_err)?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO rolled_up_days (site_id, day, events, built_at) VALUES (?1, ?2, ?3, ?4)",
+                params![site.0, day.0, event_count as i64, now_ms()],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<LocalDay>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached("SELECT day FROM rolled_up_days WHERE site_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day")
+                .map_err(db_err)?;
+            let rows = s.query_map(params![site.0, first.0, last.0], |r| Ok(LocalDay(r.get(0)?))).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn rollups(&self, site: SiteId, dimension: &str, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, String, Sums)>> {
+        let dimension = dimension.to_string();
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT day, value, visitors, visits, pageviews, events, bounces, duration_ms FROM day_rollups
+                     WHERE site_id = ?1 AND dimension = ?2 AND day >= ?3 AND day <= ?4",
+                )
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![site.0, dimension, first.0, last.0], |r| {
+                    Ok((
+                        LocalDay(r.get(0)?),
+                        r.get::<_, String>(1)?,
+                        Sums {
+                            visitors: r.get::<_, i64>(2)? as u64,
+                            visits: r.get::<_, i64>(3)? as u64,
+                            pageviews: r.get::<_, i64>(4)? as u64,
+                            events: r.get::<_, i64>(5)? as u64,
+                            bounces: r.get::<_, i64>(6)? as u64,
+                            duration_ms: r.get::<_, i64>(7)? as u64,
+                        },
+                    ))
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
         .await
     }

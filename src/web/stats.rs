@@ -6,7 +6,7 @@ use super::AppState;
 use crate::admin::hash_api_key;
 use crate::domain::{LocalDay, Site};
 use crate::query::range::DateRange;
-use crate::query::{scan, Condition, Dimension, Filter, Metric, Row, StatsQuery};
+use crate::query::{engine, Condition, Dimension, Filter, Metric, Row, StatsQuery};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -62,15 +62,8 @@ pub(super) async fn find_site(app: &AppState, site_id: &str) -> Result<Arc<Site>
 /// the resolved `[from, to)` range.
 pub(super) async fn execute(app: &AppState, site: &Site, query: &StatsQuery, range: &DateRange) -> Result<(Vec<Row>, i64, i64), ApiError> {
     let now = chrono::Utc::now().timestamp_millis();
-    let first_day = app
-        .store
-        .first_event_ms(site.id)
-        .await
-        .map_err(|e| ApiError::dependency("storage", &e))?
-        .map(|ms| site.timezone.local_day(ms));
-    let (from, to) = range.resolve(&site.timezone, now, first_day);
-    let events = app.store.events(site.id, from, to).await.map_err(|e| ApiError::dependency("storage", &e))?;
-    Ok((scan::evaluate(query, &site.timezone, &events), from, to))
+    let a = engine::answer(app.store.as_ref(), site, query, range, now).await.map_err(|e| ApiError::dependency("storage", &e))?;
+    Ok((a.rows, a.from_ms, a.to_ms))
 }
 
 pub(super) fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {

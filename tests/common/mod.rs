@@ -2,6 +2,8 @@
 //! directory, with one method per endpoint.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use footfall::config::{self, Layer};
 use footfall::domain::{Event, Site};
 use footfall::storage::sqlite::SqliteStore;
