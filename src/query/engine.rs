@@ -133,13 +133,11 @@ async fn from_rollups(store: &dyn Store, site: &Site, q: &StatsQuery, from_ms: i
 pub async fn build_day(store: &dyn Store, site: &Site, day: LocalDay) -> StoreResult<()> {
     let (from, to) = site.timezone.day_bounds(day);
     let events = store.events(site.id, from, to).await?;
-    let tz = &site.timezone;
-    let (_, total) = scan::group_sums(&[], &Filter::All, tz, &events);
+    let dims: Vec<Dimension> = ROLLUP_DIMENSIONS.iter().map(|n| Dimension::parse(n).expect("rollup dimensions parse")).collect();
+    let (per_dim, total) = scan::sums_by_each(&dims, &site.timezone, &events);
     let mut rows = vec![RollupRow { dimension: String::new(), value: String::new(), sums: total }];
-    for name in ROLLUP_DIMENSIONS {
-        let d = Dimension::parse(name).expect("rollup dimensions parse");
-        let (groups, _) = scan::group_sums(std::slice::from_ref(&d), &Filter::All, tz, &events);
-        rows.extend(groups.into_iter().map(|(mut k, sums)| RollupRow { dimension: name.to_string(), value: k.remove(0), sums }));
+    for (name, groups) in ROLLUP_DIMENSIONS.iter().zip(per_dim) {
+        rows.extend(groups.into_iter().map(|(value, sums)| RollupRow { dimension: name.to_string(), value, sums }));
     }
     store.replace_rollups(site.id, day, events.len() as u64, rows).await
 }

@@ -174,12 +174,11 @@ impl Sums {
     }
 }
 
-/// Groups the selected events by the dimensions and sums each group; also returns the
-/// sums of the whole selection.
-pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> (Vec<(Vec<String>, Sums)>, Sums) {
-    // Rebuild visits, in time order within each visit. At equal times counting events
-    // come before engagement events, as when visits were split (visits::assign_visits),
-    // so the visit's first event is the same one everywhere.
+/// Rebuilds the visits of `events`: the visits, and for each event its visit's index.
+fn rebuild_visits(events: &[Event]) -> (Vec<Visit>, Vec<usize>) {
+    // In time order within each visit. At equal times counting events come before
+    // engagement events, as when visits were split (visits::assign_visits), so the
+    // visit's first event is the same one everywhere.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| (events[i].visit_id, events[i].ts_ms, events[i].facts.kind == EventKind::Engagement, i));
     let mut visits: Vec<Visit> = Vec::new();
@@ -210,6 +209,57 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
             v.exit = Some(i);
         }
     }
+    (visits, visit_of)
+}
+
+impl Group {
+    fn add(&mut self, e: &Event, visitor: u64, visit: usize) {
+        self.visitors.insert(visitor);
+        self.visits.insert(visit);
+        if e.facts.kind == EventKind::Pageview {
+            self.pageviews += 1;
+        }
+        if counts_as_event(e.facts.kind, e.facts.interactive) {
+            self.events += 1;
+        }
+    }
+
+    fn sums(&self, visits: &[Visit]) -> Sums {
+        Sums {
+            visitors: self.visitors.len() as u64,
+            visits: self.visits.len() as u64,
+            pageviews: self.pageviews,
+            events: self.events,
+            bounces: self.visits.iter().filter(|&&vi| visits[vi].counting == 1).count() as u64,
+            duration_ms: self.visits.iter().map(|&vi| (visits[vi].last_ts - visits[vi].first_ts) as u64).sum(),
+        }
+    }
+}
+
+/// For each dimension on its own, the sums per value over all events (no filter), and
+/// the total: what a day's rollups hold, computed with one rebuild of the visits.
+pub fn sums_by_each(dimensions: &[Dimension], tz: &Timezone, events: &[Event]) -> (Vec<Vec<(String, Sums)>>, Sums) {
+    let (visits, visit_of) = rebuild_visits(events);
+    let mut per_dim: Vec<HashMap<String, Group>> = dimensions.iter().map(|_| HashMap::new()).collect();
+    let mut total = Group::default();
+    for (i, e) in events.iter().enumerate() {
+        if e.facts.kind == EventKind::Engagement {
+            continue;
+        }
+        let v = &visits[visit_of[i]];
+        total.add(e, v.visitor, visit_of[i]);
+        for (d, groups) in dimensions.iter().zip(per_dim.iter_mut()) {
+            groups.entry(value(d, e, v, events, tz)).or_default().add(e, v.visitor, visit_of[i]);
+        }
+    }
+    let out = per_dim.into_iter().map(|groups| groups.into_iter().map(|(k, g)| (k, g.sums(&visits))).collect()).collect();
+    (out, total.sums(&visits))
+}
+
+/// Groups the selected events by the dimensions and sums each group; also returns the
+/// sums of the whole selection.
+pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> (Vec<(Vec<String>, Sums)>, Sums) {
+    let (visits, visit_of) = rebuild_visits(events);
 
     // Engagement events only carry data for their visit; they never select it.
     let mut groups: HashMap<Vec<String>, Group> = HashMap::new();
@@ -223,24 +273,8 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
             continue;
         }
         let key: Vec<String> = dimensions.iter().map(|d| value(d, e, v, events, tz)).collect();
-        for g in [groups.entry(key).or_default(), &mut total] {
-            g.visitors.insert(v.visitor);
-            g.visits.insert(visit_of[i]);
-            if e.facts.kind == EventKind::Pageview {
-                g.pageviews += 1;
-            }
-            if counts_as_event(e.facts.kind, e.facts.interactive) {
-                g.events += 1;
-            }
-        }
+        groups.entry(key).or_default().add(e, v.visitor, visit_of[i]);
+        total.add(e, v.visitor, visit_of[i]);
     }
-    let sums = |g: &Group| Sums {
-        visitors: g.visitors.len() as u64,
-        visits: g.visits.len() as u64,
-        pageviews: g.pageviews,
-        events: g.events,
-        bounces: g.visits.iter().filter(|&&vi| visits[vi].counting == 1).count() as u64,
-        duration_ms: g.visits.iter().map(|&vi| (visits[vi].last_ts - visits[vi].first_ts) as u64).sum(),
-    };
-    (groups.iter().map(|(k, g)| (k.clone(), sums(g))).collect(), sums(&total))
+    (groups.iter().map(|(k, g)| (k.clone(), g.sums(&visits))).collect(), total.sums(&visits))
 }
