@@ -17,6 +17,9 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
     let app = TestApp::spawn_with_layer(tmp.path(), layer).await;
     let site = app.add_site("example.com", "UTC").await;
 
+    // The first event creates the day's salt, which needs the write lock too.
+    assert_eq!(app.post_event(r#"{"n":"pageview","u":"https://example.com/first"}"#, FIREFOX, "81.2.69.142").await.status(), 202);
+
     // Another writer takes SQLite's write lock and keeps it.
     let blocker = rusqlite::Connection::open(tmp.path().join("footfall.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -37,13 +40,17 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
             let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
             (i, resp.status().as_u16(), retry)
         }));
-        // Let each request reach the queue before the next, so the order is stable.
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Release storage only once the server has refused some events for a full queue
+    // (bounded wait; the requests may take a while to arrive on a busy machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&app.metrics().await, "footfall_events_rejected_total{reason=\"overloaded\"}") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the queue never overflowed while storage was blocked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     blocker.execute_batch("ROLLBACK").unwrap();
 
-    let mut accepted = Vec::new();
+    let mut accepted = vec!["/first".to_string()];
     let mut refused = 0;
     for p in pending {
         let (i, status, retry) = p.await.unwrap();
