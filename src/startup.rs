@@ -75,6 +75,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         live_visits: Box::new(move || local.live_visits()),
         api_rate_limit: config.api_rate_limit,
+        rollups: Default::default(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.backend(), geoip = %geo.description, "footfall is listening");

@@ -35,14 +35,14 @@ fn dimensions() -> Vec<Option<Dimension>> {
     d
 }
 
-async fn check(store: &SqliteStore, site: &Site, first: LocalDay, last: LocalDay) -> Result<(), TestCaseError> {
+async fn check(store: &SqliteStore, cache: &engine::RollupCache, site: &Site, first: LocalDay, last: LocalDay) -> Result<(), TestCaseError> {
     let range = DateRange::Dates(first.date(), last.date());
     let (from, to) = (site.timezone.day_bounds(first).0, site.timezone.day_bounds(last).1);
     let events = store.events(site.id, from, to).await.unwrap();
     let far_future = to + 400 * 86_400_000;
     for dim in dimensions() {
         let q = StatsQuery { metrics: ALL_METRICS.to_vec(), dimensions: dim.clone().into_iter().collect(), filter: Filter::All };
-        let planned = as_map(engine::answer(store, site, &q, &range, far_future).await.unwrap().rows);
+        let planned = as_map(engine::answer_with(store, cache, site, &q, &range, far_future).await.unwrap().rows);
         let scanned = as_map(scan::evaluate(&q, &site.timezone, &events));
         prop_assert_eq!(planned.len(), scanned.len(), "groups for {:?}", dim);
         for (k, v) in &scanned {
@@ -85,7 +85,7 @@ proptest! {
                 day = day.next();
                 i += 1;
             }
-            check(&store, &site, first, last).await
+            check(&store, &engine::RollupCache::default(), &site, first, last).await
         })?;
     }
 }
@@ -104,11 +104,15 @@ async fn day_close_rolls_up_closed_days_and_imports_invalidate_them() {
     let last = events.iter().map(|e| e.day).max().unwrap();
     assert_eq!(last.0 - first.0, 3, "the fixture spans four local days");
 
+    // One cache across everything below: it must never answer from a stale day.
+    let cache = engine::RollupCache::default();
+
     // "Now" is the second day: only the first is closed.
     let middle = LocalDay(first.0 + 1);
     let now = site.timezone.day_bounds(middle).0 + 3_600_000;
     assert_eq!(footfall::jobs::close_days_once(&store, now).await.unwrap(), 1);
-    assert_eq!(store.rolled_up_days(site.id, first, last).await.unwrap(), vec![first]);
+    let days = |v: Vec<(LocalDay, i64)>| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+    assert_eq!(days(store.rolled_up_days(site.id, first, last).await.unwrap()), vec![first]);
     assert_eq!(footfall::jobs::close_days_once(&store, now).await.unwrap(), 0, "nothing twice");
     // Within the grace period after midnight, the day just ended is not closed yet.
     let just_after = site.timezone.day_bounds(last).0 + 60_000;
@@ -117,7 +121,7 @@ async fn day_close_rolls_up_closed_days_and_imports_invalidate_them() {
     let later = site.timezone.day_bounds(last).1 + 3_600_000;
     assert_eq!(footfall::jobs::close_days_once(&store, later).await.unwrap(), 2);
     assert_eq!(store.rolled_up_days(site.id, first, last).await.unwrap().len(), 4);
-    check(&store, &site, first, last).await.unwrap();
+    check(&store, &cache, &site, first, last).await.unwrap();
 
     // Importing into the first day drops its rollups; answers stay exact meanwhile.
     let ts = chrono::DateTime::from_timestamp_millis(site.timezone.day_bounds(first).0 + 7_200_000).unwrap();
@@ -130,7 +134,7 @@ async fn day_close_rolls_up_closed_days_and_imports_invalidate_them() {
         .unwrap();
     assert_eq!(report.imported, 1);
     assert_eq!(store.rolled_up_days(site.id, first, last).await.unwrap().len(), 3, "the imported day lost its rollups");
-    check(&store, &site, first, last).await.unwrap();
+    check(&store, &cache, &site, first, last).await.unwrap();
     assert_eq!(footfall::jobs::close_days_once(&store, later).await.unwrap(), 1, "and the next day close rebuilds them");
-    check(&store, &site, first, last).await.unwrap();
+    check(&store, &cache, &site, first, last).await.unwrap();
 }

@@ -5,10 +5,11 @@
 use super::range::DateRange;
 use super::scan::{self, Sums};
 use super::{Dimension, Filter, Row, StatsQuery};
-use crate::domain::{LocalDay, Site};
+use crate::domain::{LocalDay, Site, SiteId};
 use crate::storage::{RollupRow, Store, StoreResult};
 use chrono::Datelike;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// The dimensions rolled up per closed day (besides the day's total).
 pub const ROLLUP_DIMENSIONS: &[&str] = &[
@@ -45,7 +46,69 @@ pub struct Answer {
     pub to_ms: i64,
 }
 
+/// Day rollups kept in memory, keyed by (site, dimension, day) and tagged with the day's
+/// `built_at`, which every query reads from storage: a rebuilt or dropped day (by this
+/// process or another) is never answered from a stale copy.
+#[derive(Default)]
+pub struct RollupCache {
+    entries: Mutex<HashMap<(SiteId, String, LocalDay), (i64, Arc<Vec<(String, Sums)>>)>>,
+}
+
+/// Bound on cached (site, dimension, day) entries; past it the cache starts over.
+const CACHE_ENTRIES: usize = 200_000;
+
+impl RollupCache {
+    /// The rollup rows of `dimension` for each of `days` (day → built_at).
+    async fn rows(
+        &self,
+        store: &dyn Store,
+        site: SiteId,
+        dimension: &str,
+        days: &BTreeMap<LocalDay, i64>,
+    ) -> StoreResult<Vec<(LocalDay, Arc<Vec<(String, Sums)>>)>> {
+        let missing: Vec<LocalDay> = {
+            let entries = self.entries.lock().expect("rollup cache poisoned");
+            days.iter()
+                .filter(|(day, built)| entries.get(&(site, dimension.to_string(), **day)).is_none_or(|(b, _)| b != *built))
+                .map(|(day, _)| *day)
+                .collect()
+        };
+        if let (Some(lo), Some(hi)) = (missing.first(), missing.last()) {
+            let mut loaded: HashMap<LocalDay, Vec<(String, Sums)>> = missing.iter().map(|d| (*d, Vec::new())).collect();
+            for (day, value, sums) in store.rollups(site, dimension, *lo, *hi).await? {
+                if let Some(rows) = loaded.get_mut(&day) {
+                    rows.push((value, sums));
+                }
+            }
+            let mut entries = self.entries.lock().expect("rollup cache poisoned");
+            if entries.len() + loaded.len() > CACHE_ENTRIES {
+                entries.clear();
+            }
+            for (day, rows) in loaded {
+                entries.insert((site, dimension.to_string(), day), (days[&day], Arc::new(rows)));
+            }
+        }
+        let entries = self.entries.lock().expect("rollup cache poisoned");
+        Ok(days
+            .keys()
+            .filter_map(|day| entries.get(&(site, dimension.to_string(), *day)).map(|(_, rows)| (*day, rows.clone())))
+            .collect())
+    }
+}
+
+/// Answers without a shared cache (tests, one-off callers).
 pub async fn answer(store: &dyn Store, site: &Site, q: &StatsQuery, range: &DateRange, now_ms: i64) -> StoreResult<Answer> {
+    answer_with(store, &RollupCache::default(), site, q, range, now_ms).await
+}
+
+pub async fn answer_with(
+    store: &dyn Store,
+    cache: &RollupCache,
+    site: &Site,
+    q: &StatsQuery,
+    range: &DateRange,
+    now_ms: i64,
+) -> StoreResult<Answer> {
     let first_day = store.first_event_ms(site.id).await?.map(|ms| site.timezone.local_day(ms));
     let (from_ms, to_ms) = range.resolve(&site.timezone, now_ms, first_day);
     let day_aligned = !matches!(range, DateRange::Instants(..) | DateRange::Last24Hours | DateRange::Realtime);
@@ -53,7 +116,7 @@ pub async fn answer(store: &dyn Store, site: &Site, q: &StatsQuery, range: &Date
         && q.dimensions.len() <= 1
         && q.dimensions.iter().all(|d| matches!(d, Dimension::Day | Dimension::Week | Dimension::Month) || rollup_name(d).is_some());
     let rows = if day_aligned && rollable && to_ms > from_ms {
-        from_rollups(store, site, q, from_ms, to_ms).await?
+        from_rollups(store, cache, site, q, from_ms, to_ms).await?
     } else {
         let events = store.events(site.id, from_ms, to_ms).await?;
         scan::evaluate(q, &site.timezone, &events)
@@ -76,45 +139,44 @@ fn time_key(d: &Dimension, day: LocalDay) -> String {
     }
 }
 
-async fn from_rollups(store: &dyn Store, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
+async fn from_rollups(store: &dyn Store, cache: &RollupCache, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
     let tz = &site.timezone;
     let (first, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
-    let rolled: BTreeSet<LocalDay> = store.rolled_up_days(site.id, first, last).await?.into_iter().collect();
+    let rolled: BTreeMap<LocalDay, i64> = store.rolled_up_days(site.id, first, last).await?.into_iter().collect();
     let dim = q.dimensions.first();
     let mut groups: HashMap<Vec<String>, Sums> = HashMap::new();
     let mut total = Sums::default();
 
-    if !rolled.is_empty() {
-        let (lo, hi) = (*rolled.first().expect("non-empty"), *rolled.last().expect("non-empty"));
-        for (day, _, sums) in store.rollups(site.id, "", lo, hi).await? {
-            if !rolled.contains(&day) {
-                continue;
-            }
-            total.add(&sums);
+    for (day, rows) in cache.rows(store, site.id, "", &rolled).await? {
+        for (_, sums) in rows.iter() {
+            total.add(sums);
             // A scan yields no bucket for a day without traffic; neither do rollups.
-            if let Some(d) = dim.filter(|d| d.is_time() && sums != Sums::default()) {
-                groups.entry(vec![time_key(d, day)]).or_default().add(&sums);
+            if let Some(d) = dim.filter(|d| d.is_time() && *sums != Sums::default()) {
+                groups.entry(vec![time_key(d, day)]).or_default().add(sums);
             }
         }
-        if let Some(name) = dim.and_then(rollup_name) {
-            for (day, value, sums) in store.rollups(site.id, &name, lo, hi).await? {
-                if rolled.contains(&day) {
-                    groups.entry(vec![value]).or_default().add(&sums);
-                }
+    }
+    if let Some(name) = dim.and_then(rollup_name) {
+        let mut by_value: HashMap<&str, Sums> = HashMap::new();
+        let per_day = cache.rows(store, site.id, &name, &rolled).await?;
+        for (_, rows) in &per_day {
+            for (value, sums) in rows.iter() {
+                by_value.entry(value.as_str()).or_default().add(sums);
             }
         }
+        groups.extend(by_value.into_iter().map(|(v, s)| (vec![v.to_string()], s)));
     }
 
     // Days without rollups (the open day, days not closed yet) come from raw events,
     // one run of consecutive days at a time.
     let mut day = first;
     while day <= last {
-        if rolled.contains(&day) {
+        if rolled.contains_key(&day) {
             day = day.next();
             continue;
         }
         let run_start = day;
-        while day <= last && !rolled.contains(&day) {
+        while day <= last && !rolled.contains_key(&day) {
             day = day.next();
         }
         let start = tz.day_bounds(run_start).0.max(from_ms);
@@ -154,7 +216,7 @@ pub async fn close_days(store: &dyn Store, site: &Site, now_ms: i64) -> StoreRes
     if last_closed < first {
         return Ok(0);
     }
-    let rolled: BTreeSet<LocalDay> = store.rolled_up_days(site.id, first, last_closed).await?.into_iter().collect();
+    let rolled: BTreeSet<LocalDay> = store.rolled_up_days(site.id, first, last_closed).await?.into_iter().map(|(d, _)| d).collect();
     let mut built = 0;
     let mut day = first;
     while day <= last_closed {

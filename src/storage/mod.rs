@@ -143,8 +143,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the rollups of a closed day, marking the day as rolled up.
     async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()>;
-    /// The days in `[first, last]` whose rollups are built.
-    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<LocalDay>>;
+    /// The days in `[first, last]` whose rollups are built, with when they were built
+    /// (which identifies that version of the day's rollups, for caches).
+    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, i64)>>;
     /// The rollup rows of one dimension over `[first, last]`.
     async fn rollups(&self, site: SiteId, dimension: &str, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, String, Sums)>>;
 

@@ -530,9 +530,14 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
                 }
             }
+            // built_at versions the day's rollups for caches, so it must grow on every
+            // rebuild, even two within one millisecond.
+            let last_built: i64 = tx
+                .query_row("SELECT COALESCE(MAX(built_at), 0) FROM rolled_up_days WHERE site_id = ?1", [site.0], |r| r.get(0))
+                .map_err(db_err)?;
             tx.execute(
                 "INSERT INTO rolled_up_days (site_id, day, events, built_at) VALUES (?1, ?2, ?3, ?4)",
-                params![site.0, day.0, event_count as i64, now_ms()],
+                params![site.0, day.0, event_count as i64, now_ms().max(last_built + 1)],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)
@@ -540,12 +545,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<LocalDay>> {
+    async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, i64)>> {
         self.read(move |c| {
             let mut s = c
-                .prepare_cached("SELECT day FROM rolled_up_days WHERE site_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day")
+                .prepare_cached("SELECT day, built_at FROM rolled_up_days WHERE site_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day")
                 .map_err(db_err)?;
-            let rows = s.query_map(params![site.0, first.0, last.0], |r| Ok(LocalDay(r.get(0)?))).map_err(db_err)?;
+            let rows = s.query_map(params![site.0, first.0, last.0], |r| Ok((LocalDay(r.get(0)?), r.get(1)?))).map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
         .await

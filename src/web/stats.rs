@@ -62,7 +62,7 @@ pub(super) async fn find_site(app: &AppState, site_id: &str) -> Result<Arc<Site>
 /// the resolved `[from, to)` range.
 pub(super) async fn execute(app: &AppState, site: &Site, query: &StatsQuery, range: &DateRange) -> Result<(Vec<Row>, i64, i64), ApiError> {
     let now = chrono::Utc::now().timestamp_millis();
-    let a = engine::answer(app.store.as_ref(), site, query, range, now).await.map_err(|e| ApiError::dependency("storage", &e))?;
+    let a = engine::answer_with(app.store.as_ref(), &app.rollups, site, query, range, now).await.map_err(|e| ApiError::dependency("storage", &e))?;
     Ok((a.rows, a.from_ms, a.to_ms))
 }
 
