@@ -124,7 +124,19 @@ fn dashboard(filter: &Filter) -> Vec<(&'static str, StatsQuery, bool)> {
     ]
 }
 
-async fn time_dashboard(store: &dyn Store, cache: &engine::RollupCache, site: &Site, filter: &Filter, current: &DateRange, previous: &DateRange, now: i64, runs: usize) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+/// What a dashboard run needs besides its filter.
+struct Bench<'a> {
+    store: &'a dyn Store,
+    cache: &'a engine::RollupCache,
+    site: &'a Site,
+    current: DateRange,
+    previous: DateRange,
+    now: i64,
+}
+
+async fn time_dashboard(b: &Bench<'_>, filter: &Filter, runs: usize) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+    let Bench { store, cache, site, current, previous, now } = b;
+    let (store, now) = (*store, *now);
     let mut totals = Vec::new();
     let mut per_query: Vec<Vec<f64>> = Vec::new();
     for run in 0..=runs {
@@ -191,11 +203,12 @@ async fn main() -> anyhow::Result<()> {
     let current = DateRange::Dates(first.date(), last.date());
     let previous = DateRange::Dates(LocalDay(first.0 - o.days).date(), LocalDay(first.0 - 1).date());
     let cache = engine::RollupCache::default();
+    let bench = Bench { store: &store, cache: &cache, site: &site, current, previous, now };
     let page = Filter::Match { dimension: Dimension::Page, condition: Condition::Is(vec!["/blog/post-8".into()]) };
     let country = Filter::Match { dimension: Dimension::Visit(VisitProperty::Country), condition: Condition::Is(vec!["US".into()]) };
     for (label, filter, target) in [("unfiltered", Filter::All, 50.0), ("filtered by page", page, 300.0), ("filtered by country", country, 300.0)] {
         let runs = if filter == Filter::All { o.runs } else { o.runs.min(3) };
-        let (total, per) = time_dashboard(&store, &cache, &site, &filter, &current, &previous, now, runs).await?;
+        let (total, per) = time_dashboard(&bench, &filter, runs).await?;
         println!("  dashboard {label}: {total:.1} ms median of {runs} warm runs (target <= {target} ms)");
         println!("    {}", per.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect::<Vec<_>>().join(", "));
     }

@@ -51,8 +51,13 @@ pub struct Answer {
 /// process or another) is never answered from a stale copy.
 #[derive(Default)]
 pub struct RollupCache {
-    entries: Mutex<HashMap<(SiteId, String, LocalDay), (i64, Arc<Vec<(String, Sums)>>)>>,
+    entries: Mutex<HashMap<CacheKey, (i64, DayRows)>>,
 }
+
+/// (site, dimension, day)
+type CacheKey = (SiteId, String, LocalDay);
+/// One day's rollup rows of one dimension: (value, sums).
+type DayRows = Arc<Vec<(String, Sums)>>;
 
 /// Bound on cached (site, dimension, day) entries; past it the cache starts over.
 const CACHE_ENTRIES: usize = 200_000;
@@ -65,7 +70,7 @@ impl RollupCache {
         site: SiteId,
         dimension: &str,
         days: &BTreeMap<LocalDay, i64>,
-    ) -> StoreResult<Vec<(LocalDay, Arc<Vec<(String, Sums)>>)>> {
+    ) -> StoreResult<Vec<(LocalDay, DayRows)>> {
         let missing: Vec<LocalDay> = {
             let entries = self.entries.lock().expect("rollup cache poisoned");
             days.iter()
