@@ -168,6 +168,8 @@ fn leaf() -> impl Strategy<Value = Filter> {
         Just(Filter::Match { dimension: Dimension::Visit(VisitProperty::EntryPage), condition: Condition::Is(vec!["/a".into()]) }),
         Just(Filter::Match { dimension: Dimension::Name, condition: Condition::Is(vec!["Signup".into()]) }),
         Just(Filter::Match { dimension: Dimension::Page, condition: Condition::Matches(vec![regex::Regex::new("^/(a|b)$").unwrap()]) }),
+        Just(Filter::Match { dimension: Dimension::Prop("plan".into()), condition: Condition::Is(vec!["p1".into()]) }),
+        Just(Filter::Match { dimension: Dimension::Prop("plan".into()), condition: Condition::Is(vec!["(none)".into()]) }),
     ]
 }
 
@@ -230,4 +232,41 @@ fn days_add_up_to_the_range() {
         }
     }
     assert_eq!(&sum, whole);
+}
+
+fn sums_map(groups: Vec<(Vec<String>, scan::Sums)>) -> HashMap<Vec<String>, scan::Sums> {
+    groups.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A columnar day segment answers exactly what a scan of the same day answers.
+    #[test]
+    fn day_segments_match_the_raw_scan(
+        raws in proptest::collection::vec(raw(), 0..150),
+        tz in 0..TIMEZONES.len(),
+        dims in proptest::collection::vec(dimension(), 0..3),
+        hour in any::<bool>(),
+        filter in filter(),
+    ) {
+        let tz = Timezone::parse(TIMEZONES[tz]).unwrap();
+        let events = build(&raws, &tz);
+        let mut dims: Vec<Dimension> = dims.into_iter().flatten().collect();
+        if hour {
+            dims.push(Dimension::Hour);
+        }
+        dims.truncate(2);
+        let mut days: BTreeMap<LocalDay, Vec<Event>> = BTreeMap::new();
+        for e in events {
+            days.entry(e.day).or_default().push(e);
+        }
+        for (day, evs) in days {
+            let segment = footfall::query::segment::DaySegment::build(day, &tz, &evs);
+            let (seg_groups, seg_total) = segment.group_sums(&dims, &filter).unwrap();
+            let (scan_groups, scan_total) = scan::group_sums(&dims, &filter, &tz, &evs);
+            prop_assert_eq!(seg_total, scan_total, "total on {} for {:?}", day, dims);
+            prop_assert_eq!(sums_map(seg_groups), sums_map(scan_groups), "groups on {} for {:?}", day, dims);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod range;
 pub mod scan;
+pub mod segment;
 
 use std::fmt;
 

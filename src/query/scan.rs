@@ -11,18 +11,18 @@ pub const NOT_SET: &str = "(not set)";
 pub const NO_PROP: &str = "(none)";
 
 /// What the metrics need to know about one visit.
-struct Visit {
-    visitor: u64,
+pub(crate) struct Visit {
+    pub(crate) visitor: u64,
     /// Index of the visit's first event (its attributes come from there).
-    first: usize,
-    entry: Option<usize>,
-    exit: Option<usize>,
-    first_ts: i64,
-    last_ts: i64,
-    counting: u32,
+    pub(crate) first: usize,
+    pub(crate) entry: Option<usize>,
+    pub(crate) exit: Option<usize>,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+    pub(crate) counting: u32,
 }
 
-fn visit_value<'a>(p: VisitProperty, v: &Visit, events: &'a [Event]) -> &'a str {
+pub(crate) fn visit_value<'a>(p: VisitProperty, v: &Visit, events: &'a [Event]) -> &'a str {
     use VisitProperty as V;
     let f = &events[v.first].facts;
     let s: &str = match p {
@@ -175,7 +175,7 @@ impl Sums {
 }
 
 /// Rebuilds the visits of `events`: the visits, and for each event its visit's index.
-fn rebuild_visits(events: &[Event]) -> (Vec<Visit>, Vec<usize>) {
+pub(crate) fn rebuild_visits(events: &[Event]) -> (Vec<Visit>, Vec<usize>) {
     // In time order within each visit. At equal times counting events come before
     // engagement events, as when visits were split (visits::assign_visits), so the
     // visit's first event is the same one everywhere.
