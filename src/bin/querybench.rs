@@ -127,7 +127,7 @@ fn dashboard(filter: &Filter) -> Vec<(&'static str, StatsQuery, bool)> {
 /// What a dashboard run needs besides its filter.
 struct Bench<'a> {
     store: &'a dyn Store,
-    cache: &'a engine::RollupCache,
+    cache: &'a engine::DayCache,
     site: &'a Site,
     current: DateRange,
     previous: DateRange,
@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let last = LocalDay(today.0 - 1);
     let current = DateRange::Dates(first.date(), last.date());
     let previous = DateRange::Dates(LocalDay(first.0 - o.days).date(), LocalDay(first.0 - 1).date());
-    let cache = engine::RollupCache::default();
+    let cache = engine::DayCache::default();
     let bench = Bench { store: &store, cache: &cache, site: &site, current, previous, now };
     let page = Filter::Match { dimension: Dimension::Page, condition: Condition::Is(vec!["/blog/post-8".into()]) };
     let country = Filter::Match { dimension: Dimension::Visit(VisitProperty::Country), condition: Condition::Is(vec!["US".into()]) };

@@ -4,6 +4,7 @@
 
 use super::range::DateRange;
 use super::scan::{self, Sums};
+use super::segment::DaySegment;
 use super::{Dimension, Filter, Row, StatsQuery};
 use crate::domain::{LocalDay, Site, SiteId};
 use crate::storage::{RollupRow, Store, StoreResult};
@@ -46,13 +47,25 @@ pub struct Answer {
     pub to_ms: i64,
 }
 
-/// Day rollups kept in memory, keyed by (site, dimension, day) and tagged with the day's
-/// `built_at`, which every query reads from storage: a rebuilt or dropped day (by this
-/// process or another) is never answered from a stale copy.
+/// Closed days kept in memory: rollup rows keyed by (site, dimension, day), and columnar
+/// segments keyed by (site, day). Every entry is tagged with its day's `built_at`, which
+/// every query reads from storage, so a rebuilt or dropped day (by this process or
+/// another) is never answered from a stale copy.
 #[derive(Default)]
-pub struct RollupCache {
+pub struct DayCache {
     entries: Mutex<HashMap<CacheKey, (i64, DayRows)>>,
+    segments: Mutex<SegmentMap>,
 }
+
+#[derive(Default)]
+struct SegmentMap {
+    map: HashMap<(SiteId, LocalDay), (i64, Arc<DaySegment>)>,
+    events: usize,
+}
+
+/// Bound on the events held in cached segments (about 40 bytes each); past it the
+/// segment cache starts over.
+const SEGMENT_EVENTS: usize = 12_000_000;
 
 /// (site, dimension, day)
 type CacheKey = (SiteId, String, LocalDay);
@@ -62,7 +75,7 @@ type DayRows = Arc<Vec<(String, Sums)>>;
 /// Bound on cached (site, dimension, day) entries; past it the cache starts over.
 const CACHE_ENTRIES: usize = 200_000;
 
-impl RollupCache {
+impl DayCache {
     /// The rollup rows of `dimension` for each of `days` (day → built_at).
     async fn rows(
         &self,
@@ -99,16 +112,38 @@ impl RollupCache {
             .filter_map(|day| entries.get(&(site, dimension.to_string(), *day)).map(|(_, rows)| (*day, rows.clone())))
             .collect())
     }
+
+    /// The segment of a closed day, built from its raw events when not cached.
+    async fn segment(&self, store: &dyn Store, site: &Site, day: LocalDay, built_at: i64) -> StoreResult<Arc<DaySegment>> {
+        if let Some((b, seg)) = self.segments.lock().expect("segment cache poisoned").map.get(&(site.id, day)) {
+            if *b == built_at {
+                return Ok(seg.clone());
+            }
+        }
+        let (from, to) = site.timezone.day_bounds(day);
+        let events = store.events(site.id, from, to).await?;
+        let seg = Arc::new(DaySegment::build(day, &site.timezone, &events));
+        let mut cache = self.segments.lock().expect("segment cache poisoned");
+        if cache.events + seg.len() > SEGMENT_EVENTS {
+            cache.map.clear();
+            cache.events = 0;
+        }
+        cache.events += seg.len();
+        if let Some((_, old)) = cache.map.insert((site.id, day), (built_at, seg.clone())) {
+            cache.events -= old.len();
+        }
+        Ok(seg)
+    }
 }
 
 /// Answers without a shared cache (tests, one-off callers).
 pub async fn answer(store: &dyn Store, site: &Site, q: &StatsQuery, range: &DateRange, now_ms: i64) -> StoreResult<Answer> {
-    answer_with(store, &RollupCache::default(), site, q, range, now_ms).await
+    answer_with(store, &DayCache::default(), site, q, range, now_ms).await
 }
 
 pub async fn answer_with(
     store: &dyn Store,
-    cache: &RollupCache,
+    cache: &DayCache,
     site: &Site,
     q: &StatsQuery,
     range: &DateRange,
@@ -122,6 +157,8 @@ pub async fn answer_with(
         && q.dimensions.iter().all(|d| matches!(d, Dimension::Day | Dimension::Week | Dimension::Month) || rollup_name(d).is_some());
     let rows = if day_aligned && rollable && to_ms > from_ms {
         from_rollups(store, cache, site, q, from_ms, to_ms).await?
+    } else if day_aligned && q.dimensions.len() <= 2 && to_ms > from_ms {
+        from_segments(store, cache, site, q, from_ms, to_ms).await?
     } else {
         let events = store.events(site.id, from_ms, to_ms).await?;
         scan::evaluate(q, &site.timezone, &events)
@@ -144,7 +181,7 @@ fn time_key(d: &Dimension, day: LocalDay) -> String {
     }
 }
 
-async fn from_rollups(store: &dyn Store, cache: &RollupCache, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
+async fn from_rollups(store: &dyn Store, cache: &DayCache, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
     let tz = &site.timezone;
     let (first, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
     let rolled: BTreeMap<LocalDay, i64> = store.rolled_up_days(site.id, first, last).await?.into_iter().collect();
@@ -172,8 +209,25 @@ async fn from_rollups(store: &dyn Store, cache: &RollupCache, site: &Site, q: &S
         groups.extend(by_value.into_iter().map(|(v, s)| (vec![v.to_string()], s)));
     }
 
-    // Days without rollups (the open day, days not closed yet) come from raw events,
-    // one run of consecutive days at a time.
+    scan_raw_days(store, site, q, from_ms, to_ms, &rolled, &mut groups, &mut total).await?;
+    Ok(scan::finish(q, groups.into_iter().collect(), &total))
+}
+
+/// Days without rollups (the open day, days not closed yet) come from raw events, one run
+/// of consecutive days at a time; their sums are added to `groups` and `total`.
+#[allow(clippy::too_many_arguments)]
+async fn scan_raw_days(
+    store: &dyn Store,
+    site: &Site,
+    q: &StatsQuery,
+    from_ms: i64,
+    to_ms: i64,
+    rolled: &BTreeMap<LocalDay, i64>,
+    groups: &mut HashMap<Vec<String>, Sums>,
+    total: &mut Sums,
+) -> StoreResult<()> {
+    let tz = &site.timezone;
+    let (first, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
     let mut day = first;
     while day <= last {
         if rolled.contains_key(&day) {
@@ -187,12 +241,31 @@ async fn from_rollups(store: &dyn Store, cache: &RollupCache, site: &Site, q: &S
         let start = tz.day_bounds(run_start).0.max(from_ms);
         let end = tz.day_bounds(LocalDay(day.0 - 1)).1.min(to_ms);
         let events = store.events(site.id, start, end).await?;
-        let (scanned, scanned_total) = scan::group_sums(&q.dimensions, &Filter::All, tz, &events);
+        let (scanned, scanned_total) = scan::group_sums(&q.dimensions, &q.filter, tz, &events);
         total.add(&scanned_total);
         for (key, sums) in scanned {
             groups.entry(key).or_default().add(&sums);
         }
     }
+    Ok(())
+}
+
+/// Closed days from their columnar segments, the rest from raw events.
+async fn from_segments(store: &dyn Store, cache: &DayCache, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
+    let tz = &site.timezone;
+    let (first, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
+    let rolled: BTreeMap<LocalDay, i64> = store.rolled_up_days(site.id, first, last).await?.into_iter().collect();
+    let mut groups: HashMap<Vec<String>, Sums> = HashMap::new();
+    let mut total = Sums::default();
+    for (day, built_at) in &rolled {
+        let segment = cache.segment(store, site, *day, *built_at).await?;
+        let (day_groups, day_total) = segment.group_sums(&q.dimensions, &q.filter).expect("at most two dimensions");
+        total.add(&day_total);
+        for (key, sums) in day_groups {
+            groups.entry(key).or_default().add(&sums);
+        }
+    }
+    scan_raw_days(store, site, q, from_ms, to_ms, &rolled, &mut groups, &mut total).await?;
     Ok(scan::finish(q, groups.into_iter().collect(), &total))
 }
 

@@ -30,7 +30,7 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     pub live_visits: Box<dyn Fn() -> usize + Send + Sync>,
     pub api_rate_limit: u32,
-    pub rollups: crate::query::engine::RollupCache,
+    pub rollups: crate::query::engine::DayCache,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
