@@ -9,7 +9,9 @@ use super::scan::{self, Sums, NO_PROP};
 use super::{Condition, Dimension, Filter, VisitProperty};
 use crate::domain::{counts_as_event, Event, EventKind, LocalDay, Timezone};
 use chrono::{DateTime, Datelike, Timelike};
-use std::collections::{HashMap, HashSet};
+use crate::visits::VisitKeyHasher;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 const VISIT_PROPERTIES: [VisitProperty; 17] = [
     VisitProperty::Source,
@@ -42,6 +44,9 @@ struct SegVisit {
     visitor: u32,
     duration_ms: u64,
     bounce: bool,
+    /// Pageviews and counting events among the visit's (non-engagement) events.
+    pageviews: u32,
+    events: u32,
     attrs: [u32; 17],
 }
 
@@ -55,6 +60,60 @@ struct SegEvent {
     counting: bool,
     props_start: u32,
     props_len: u16,
+}
+
+/// Events are stored ordered by (visitor, visit), and visits by visitor, so each group can
+/// count distinct visits and visitors by remembering the last one it saw: once a visit's
+/// (or visitor's) run of events ends, it never appears again.
+/// Sums of one group, counting distinct visits and visitors by the last one seen.
+struct Acc {
+    last_visit: u32,
+    last_visitor: u32,
+    sums: Sums,
+}
+
+impl Default for Acc {
+    fn default() -> Acc {
+        Acc { last_visit: u32::MAX, last_visitor: u32::MAX, sums: Sums::default() }
+    }
+}
+
+impl Acc {
+    fn count_visit(&mut self, visit: u32, v: &SegVisit) {
+        if self.last_visit != visit {
+            self.last_visit = visit;
+            self.sums.visits += 1;
+            self.sums.bounces += v.bounce as u64;
+            self.sums.duration_ms += v.duration_ms;
+            if self.last_visitor != v.visitor {
+                self.last_visitor = v.visitor;
+                self.sums.visitors += 1;
+            }
+        }
+    }
+
+    fn add_event(&mut self, e: &SegEvent, v: &SegVisit) {
+        self.count_visit(e.visit, v);
+        self.sums.pageviews += e.pageview as u64;
+        self.sums.events += e.counting as u64;
+    }
+
+    fn add_visit(&mut self, visit: u32, v: &SegVisit) {
+        self.count_visit(visit, v);
+        self.sums.pageviews += v.pageviews as u64;
+        self.sums.events += v.events as u64;
+    }
+}
+
+/// Whether a filter only reads visit properties (or a closed day's constant date), so
+/// it gives one answer for all events of a visit.
+fn visit_level_filter(f: &Filter) -> bool {
+    match f {
+        Filter::All => true,
+        Filter::And(fs) | Filter::Or(fs) => fs.iter().all(visit_level_filter),
+        Filter::Not(f) => visit_level_filter(f),
+        Filter::Match { dimension, .. } => matches!(dimension, Dimension::Visit(_) | Dimension::Day | Dimension::Week | Dimension::Month),
+    }
 }
 
 pub struct DaySegment {
@@ -122,22 +181,35 @@ impl DaySegment {
                 for (i, p) in VISIT_PROPERTIES.iter().enumerate() {
                     attrs[i] = dict.code(scan::visit_value(*p, v, events));
                 }
-                SegVisit { visitor, duration_ms: (v.last_ts - v.first_ts) as u64, bounce: v.counting == 1, attrs }
+                SegVisit { visitor, duration_ms: (v.last_ts - v.first_ts) as u64, bounce: v.counting == 1, pageviews: 0, events: 0, attrs }
             })
             .collect();
-        let mut seg_events = Vec::with_capacity(events.len());
+        // Visits numbered in visitor order; events in (visitor, visit, time) order.
+        let mut visit_order: Vec<usize> = (0..seg_visits.len()).collect();
+        visit_order.sort_by_key(|&v| (seg_visits[v].visitor, v));
+        let mut renumber = vec![0u32; seg_visits.len()];
+        for (new, &old) in visit_order.iter().enumerate() {
+            renumber[old] = new as u32;
+        }
+        let mut slots: Vec<Option<SegVisit>> = seg_visits.into_iter().map(Some).collect();
+        let mut seg_visits: Vec<SegVisit> = visit_order.iter().map(|&old| slots[old].take().expect("each visit once")).collect();
+        let mut event_order: Vec<usize> = (0..events.len()).filter(|&i| events[i].facts.kind != EventKind::Engagement).collect();
+        event_order.sort_by_key(|&i| (renumber[visit_of[i]], events[i].ts_ms, i));
+        let mut seg_events = Vec::with_capacity(event_order.len());
         let mut props = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            if e.facts.kind == EventKind::Engagement {
-                continue;
-            }
+        for i in event_order {
+            let e = &events[i];
             let hour = DateTime::from_timestamp_millis(e.ts_ms).unwrap_or_default().with_timezone(&tz.tz()).hour() as u8;
             let props_start = props.len() as u32;
             for (k, v) in &e.facts.props {
                 props.push((dict.code(k), dict.code(v)));
             }
+            let visit = renumber[visit_of[i]];
+            let sv = &mut seg_visits[visit as usize];
+            sv.pageviews += (e.facts.kind == EventKind::Pageview) as u32;
+            sv.events += counts_as_event(e.facts.kind, e.facts.interactive) as u32;
             seg_events.push(SegEvent {
-                visit: visit_of[i] as u32,
+                visit,
                 page: dict.code(&e.facts.pathname),
                 name: dict.code(&e.facts.name),
                 hostname: dict.code(&e.facts.hostname),
@@ -261,43 +333,39 @@ impl DaySegment {
                 _ => None,
             })
             .collect();
-        #[derive(Default)]
-        struct Acc {
-            visitors: HashSet<u32>,
-            visits: HashSet<u32>,
-            pageviews: u64,
-            events: u64,
-        }
-        impl Acc {
-            fn add(&mut self, e: &SegEvent, visitor: u32) {
-                self.visitors.insert(visitor);
-                self.visits.insert(e.visit);
-                self.pageviews += e.pageview as u64;
-                self.events += e.counting as u64;
-            }
-        }
-        let mut groups: HashMap<u64, Acc> = HashMap::new();
+        let mut groups: HashMap<u64, Acc, BuildHasherDefault<VisitKeyHasher>> = HashMap::default();
         let mut total = Acc::default();
-        for e in &self.events {
-            if !self.test(&pred, e) {
-                continue;
+        let visit_level = dimensions.iter().all(|d| matches!(d, Dimension::Visit(_) | Dimension::Day | Dimension::Week | Dimension::Month))
+            && visit_level_filter(filter);
+        if visit_level {
+            // Every event of a visit gives the same answer: iterate visits.
+            let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
+            for (vi, v) in self.visits.iter().enumerate() {
+                let e = SegEvent { visit: vi as u32, ..probe };
+                if !self.test(&pred, &e) {
+                    continue;
+                }
+                let mut key = 0u64;
+                for d in dimensions {
+                    key = (key << 32) | self.key_part(d, &e, &prop_keys) as u64;
+                }
+                groups.entry(key).or_default().add_visit(vi as u32, v);
+                total.add_visit(vi as u32, v);
             }
-            let visitor = self.visits[e.visit as usize].visitor;
-            let mut key = 0u64;
-            for d in dimensions {
-                key = (key << 32) | self.key_part(d, e, &prop_keys) as u64;
+        } else {
+            for e in &self.events {
+                if !self.test(&pred, e) {
+                    continue;
+                }
+                let v = &self.visits[e.visit as usize];
+                let mut key = 0u64;
+                for d in dimensions {
+                    key = (key << 32) | self.key_part(d, e, &prop_keys) as u64;
+                }
+                groups.entry(key).or_default().add_event(e, v);
+                total.add_event(e, v);
             }
-            groups.entry(key).or_default().add(e, visitor);
-            total.add(e, visitor);
         }
-        let sums = |a: &Acc| Sums {
-            visitors: a.visitors.len() as u64,
-            visits: a.visits.len() as u64,
-            pageviews: a.pageviews,
-            events: a.events,
-            bounces: a.visits.iter().filter(|v| self.visits[**v as usize].bounce).count() as u64,
-            duration_ms: a.visits.iter().map(|v| self.visits[*v as usize].duration_ms).sum(),
-        };
         let out = groups
             .iter()
             .map(|(key, acc)| {
@@ -307,9 +375,9 @@ impl DaySegment {
                     .enumerate()
                     .map(|(i, d)| self.key_string(d, (key >> (32 * (n - 1 - i))) as u32))
                     .collect();
-                (parts, sums(acc))
+                (parts, acc.sums)
             })
             .collect();
-        Some((out, sums(&total)))
+        Some((out, total.sums))
     }
 }
