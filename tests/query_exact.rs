@@ -9,7 +9,7 @@ use footfall::query::{scan, Condition, Dimension, Filter, Metric, StatsQuery, Vi
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use common::synthetic::{build, raw, Raw, MIN, PAGES, SOURCES, TIMEZONES};
+use common::synthetic::{build, raw, Raw, ALL_METRICS, MIN, PAGES, SOURCES, TIMEZONES};
 
 /// The independent side: visits from (visitor, time) with the 30-minute rule.
 struct RefVisit {
@@ -131,16 +131,6 @@ fn reference(q: &StatsQuery, tz: &Timezone, events: &[Event]) -> HashMap<Vec<Str
         .collect()
 }
 
-const ALL_METRICS: [Metric; 8] = [
-    Metric::Visitors,
-    Metric::Visits,
-    Metric::Pageviews,
-    Metric::Events,
-    Metric::ViewsPerVisit,
-    Metric::BounceRate,
-    Metric::VisitDuration,
-    Metric::Percentage,
-];
 
 fn dimension() -> impl Strategy<Value = Option<Dimension>> {
     prop_oneof![

@@ -131,6 +131,9 @@ pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums
     rows
 }
 
+/// Sums per group (dimension values in query order), and the whole selection's sums.
+pub type GroupedSums = (Vec<(Vec<String>, Sums)>, Sums);
+
 /// The integer sums every metric is computed from. Because visitor ids and visits never
 /// cross a site's local midnight, the sums of a date range are the sums of its days,
 /// which is what lets per-day rollups answer exactly.
@@ -258,7 +261,7 @@ pub fn sums_by_each(dimensions: &[Dimension], tz: &Timezone, events: &[Event]) -
 
 /// Groups the selected events by the dimensions and sums each group; also returns the
 /// sums of the whole selection.
-pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> (Vec<(Vec<String>, Sums)>, Sums) {
+pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> GroupedSums {
     let (visits, visit_of) = rebuild_visits(events);
 
     // Engagement events only carry data for their visit; they never select it.

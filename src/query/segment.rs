@@ -5,7 +5,7 @@
 //! A segment answers exactly what `scan::group_sums` answers for the same events
 //! (property-tested); it is derived data, rebuilt from raw events whenever needed.
 
-use super::scan::{self, Sums, NO_PROP};
+use super::scan::{self, GroupedSums, Sums, NO_PROP};
 use super::{Condition, Dimension, Filter, VisitProperty};
 use crate::domain::{counts_as_event, Event, EventKind, LocalDay, Timezone};
 use chrono::{DateTime, Datelike, Timelike};
@@ -321,7 +321,7 @@ impl DaySegment {
 
     /// The same as `scan::group_sums` over this day's events, for up to two dimensions
     /// (returns `None` for more; the caller scans instead).
-    pub fn group_sums(&self, dimensions: &[Dimension], filter: &Filter) -> Option<(Vec<(Vec<String>, Sums)>, Sums)> {
+    pub fn group_sums(&self, dimensions: &[Dimension], filter: &Filter) -> Option<GroupedSums> {
         if dimensions.len() > 2 {
             return None;
         }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use footfall::domain::*;
+use footfall::query::Metric;
 use footfall::visits::{assign_visits, Timed};
 use proptest::prelude::*;
 
@@ -90,3 +91,15 @@ pub fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
     kept
 }
 
+
+/// Every metric the query engine computes, for tests that compare all of them.
+pub const ALL_METRICS: [Metric; 8] = [
+    Metric::Visitors,
+    Metric::Visits,
+    Metric::Pageviews,
+    Metric::Events,
+    Metric::ViewsPerVisit,
+    Metric::BounceRate,
+    Metric::VisitDuration,
+    Metric::Percentage,
+];
