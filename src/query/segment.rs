@@ -47,6 +47,9 @@ struct SegVisit {
     /// Pageviews and counting events among the visit's (non-engagement) events.
     pageviews: u32,
     events: u32,
+    /// The visit's events are `events[first_event .. first_event + event_count]`.
+    first_event: u32,
+    event_count: u32,
     attrs: [u32; 17],
 }
 
@@ -122,6 +125,8 @@ pub struct DaySegment {
     visits: Vec<SegVisit>,
     events: Vec<SegEvent>,
     props: Vec<(u32, u32)>,
+    /// Event indices by page code, ascending.
+    page_events: HashMap<u32, Vec<u32>>,
 }
 
 #[derive(Default)]
@@ -181,7 +186,7 @@ impl DaySegment {
                 for (i, p) in VISIT_PROPERTIES.iter().enumerate() {
                     attrs[i] = dict.code(scan::visit_value(*p, v, events));
                 }
-                SegVisit { visitor, duration_ms: (v.last_ts - v.first_ts) as u64, bounce: v.counting == 1, pageviews: 0, events: 0, attrs }
+                SegVisit { visitor, duration_ms: (v.last_ts - v.first_ts) as u64, bounce: v.counting == 1, pageviews: 0, events: 0, first_event: 0, event_count: 0, attrs }
             })
             .collect();
         // Visits numbered in visitor order; events in (visitor, visit, time) order.
@@ -206,6 +211,10 @@ impl DaySegment {
             }
             let visit = renumber[visit_of[i]];
             let sv = &mut seg_visits[visit as usize];
+            if sv.event_count == 0 {
+                sv.first_event = seg_events.len() as u32;
+            }
+            sv.event_count += 1;
             sv.pageviews += (e.facts.kind == EventKind::Pageview) as u32;
             sv.events += counts_as_event(e.facts.kind, e.facts.interactive) as u32;
             seg_events.push(SegEvent {
@@ -220,7 +229,46 @@ impl DaySegment {
                 props_len: (props.len() as u32 - props_start) as u16,
             });
         }
-        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, props }
+        let mut page_events: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (i, e) in seg_events.iter().enumerate() {
+            page_events.entry(e.page).or_default().push(i as u32);
+        }
+        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, props, page_events }
+    }
+
+    /// The events a filter can possibly select, in storage order, when a conjunct of the
+    /// filter narrows them cheaply: a page `is` condition (posting lists), or conditions
+    /// on visit properties (tested once per visit). `None` means every event.
+    fn candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+        let conjuncts: Vec<&Filter> = match filter {
+            Filter::And(fs) => fs.iter().collect(),
+            f => vec![f],
+        };
+        for c in &conjuncts {
+            if let Filter::Match { dimension: Dimension::Page, condition: Condition::Is(values) } = c {
+                let mut out: Vec<u32> = values
+                    .iter()
+                    .filter_map(|v| self.strings.iter().position(|s| s == v))
+                    .flat_map(|code| self.page_events.get(&(code as u32)).cloned().unwrap_or_default())
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                return Some(out);
+            }
+        }
+        let visit_level: Vec<Filter> = conjuncts.iter().filter(|c| visit_level_filter(c)).map(|c| (*c).clone()).collect();
+        if visit_level.is_empty() {
+            return None;
+        }
+        let pred = self.compile(&Filter::And(visit_level));
+        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
+        let mut out = Vec::new();
+        for (vi, v) in self.visits.iter().enumerate() {
+            if self.test(&pred, &SegEvent { visit: vi as u32, ..probe }) {
+                out.extend(v.first_event..v.first_event + v.event_count);
+            }
+        }
+        Some(out)
     }
 
     /// Counting and custom events held (for cache accounting).
@@ -353,7 +401,14 @@ impl DaySegment {
                 total.add_visit(vi as u32, v);
             }
         } else {
-            for e in &self.events {
+            let candidates = self.candidates(filter);
+            let all = 0..self.events.len() as u32;
+            let indices: Box<dyn Iterator<Item = u32>> = match &candidates {
+                Some(list) => Box::new(list.iter().copied()),
+                None => Box::new(all),
+            };
+            for i in indices {
+                let e = &self.events[i as usize];
                 if !self.test(&pred, e) {
                     continue;
                 }
