@@ -163,6 +163,31 @@ async fn time_dashboard(b: &Bench<'_>, filter: &Filter, runs: usize) -> anyhow::
     Ok((median(totals), per))
 }
 
+/// Generates the traffic, imports it, runs the day close, and reports the load figures.
+async fn load(store: &SqliteStore, site: &Site, dir: &std::path::Path, o: &Options, now: i64) -> anyhow::Result<()> {
+    let today = site.timezone.local_day(now);
+    let ndjson = dir.join("bench.ndjson");
+    let t = Instant::now();
+    generate(&ndjson, o.events, o.days, today)?;
+    println!("query benchmark: {} events over {} days ({:.1} s to generate)", o.events, o.days, t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let geo = footfall::ingest::geo::GeoIp::embedded();
+    let report = footfall::import::import_file(store, site, &mut std::fs::File::open(&ndjson)?, &geo, |_, _| {}).await?;
+    let import_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let closed = footfall::jobs::close_days_once(store, now).await?;
+    let close_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&ndjson)?;
+    let size: u64 = ["footfall.db", "footfall.db-wal"].iter().map(|f| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0)).sum();
+    println!(
+        "  load: imported {} events in {:.1} s ({:.0} events/s, {} rejected); day close of {} days {:.1} s",
+        report.imported, import_s, report.imported as f64 / import_s, report.rejected.len(), closed, close_s
+    );
+    println!("  on disk: {:.1} MB ({:.1} MB per million events, rollups included)", size as f64 / 1e6, size as f64 / 1e6 / (report.imported as f64 / 1e6));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -174,30 +199,22 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = o.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let store = SqliteStore::open(&dir)?;
-    let site = footfall::admin::add_site(&store, "bench.example", "UTC").await?;
     let now = chrono::Utc::now().timestamp_millis();
+    // A data directory loaded by an earlier run is reused as it is.
+    let site = match store.site_by_domain("bench.example").await? {
+        Some(site) => {
+            println!("query benchmark: reusing the events already loaded in {}", dir.display());
+            let closed = footfall::jobs::close_days_once(&store, now).await?;
+            println!("  day close of {closed} more days");
+            site
+        }
+        None => {
+            let site = footfall::admin::add_site(&store, "bench.example", "UTC").await?;
+            load(&store, &site, &dir, &o, now).await?;
+            site
+        }
+    };
     let today = site.timezone.local_day(now);
-
-    let ndjson = dir.join("bench.ndjson");
-    let t = Instant::now();
-    generate(&ndjson, o.events, o.days, today)?;
-    println!("query benchmark: {} events over {} days ({:.1} s to generate)", o.events, o.days, t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    let geo = footfall::ingest::geo::GeoIp::embedded();
-    let report = footfall::import::import_file(&store, &site, &mut std::fs::File::open(&ndjson)?, &geo, |_, _| {}).await?;
-    let import_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let closed = footfall::jobs::close_days_once(&store, now).await?;
-    let close_s = t.elapsed().as_secs_f64();
-    std::fs::remove_file(&ndjson)?;
-    let size: u64 = ["footfall.db", "footfall.db-wal"].iter().map(|f| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0)).sum();
-    println!(
-        "  load: imported {} events in {:.1} s ({:.0} events/s, {} rejected); day close of {} days {:.1} s",
-        report.imported, import_s, report.imported as f64 / import_s, report.rejected.len(), closed, close_s
-    );
-    println!("  on disk: {:.1} MB ({:.1} MB per million events, rollups included)", size as f64 / 1e6, size as f64 / 1e6 / (report.imported as f64 / 1e6));
-
     let first = LocalDay(today.0 - o.days);
     let last = LocalDay(today.0 - 1);
     let current = DateRange::Dates(first.date(), last.date());

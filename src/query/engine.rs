@@ -257,11 +257,33 @@ async fn from_segments(store: &dyn Store, cache: &DayCache, site: &Site, q: &Sta
     let rolled: BTreeMap<LocalDay, i64> = store.rolled_up_days(site.id, first, last).await?.into_iter().collect();
     let mut groups: HashMap<Vec<String>, Sums> = HashMap::new();
     let mut total = Sums::default();
+    let mut segments = Vec::with_capacity(rolled.len());
     for (day, built_at) in &rolled {
-        let segment = cache.segment(store, site, *day, *built_at).await?;
-        let (day_groups, day_total) = segment.group_sums(&q.dimensions, &q.filter).expect("at most two dimensions");
-        total.add(&day_total);
-        for (key, sums) in day_groups {
+        segments.push(cache.segment(store, site, *day, *built_at).await?);
+    }
+    // Days are independent: split them across cores, off the async runtime.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let chunk = segments.len().div_ceil(workers).max(1);
+    let mut tasks = Vec::new();
+    for part in segments.chunks(chunk) {
+        let (part, dims, filter) = (part.to_vec(), q.dimensions.clone(), q.filter.clone());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let mut groups: HashMap<Vec<String>, Sums> = HashMap::new();
+            let mut total = Sums::default();
+            for segment in part {
+                let (day_groups, day_total) = segment.group_sums(&dims, &filter).expect("at most two dimensions");
+                total.add(&day_total);
+                for (key, sums) in day_groups {
+                    groups.entry(key).or_default().add(&sums);
+                }
+            }
+            (groups, total)
+        }));
+    }
+    for task in tasks {
+        let (part_groups, part_total) = task.await.map_err(|e| anyhow::anyhow!("a segment scan failed: {e}"))?;
+        total.add(&part_total);
+        for (key, sums) in part_groups {
             groups.entry(key).or_default().add(&sums);
         }
     }
