@@ -12,6 +12,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use crate::visits::VisitKeyHasher;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::OnceLock;
 
 const VISIT_PROPERTIES: [VisitProperty; 17] = [
     VisitProperty::Source,
@@ -127,6 +128,8 @@ pub struct DaySegment {
     props: Vec<(u32, u32)>,
     /// Event indices by page code, ascending.
     page_events: HashMap<u32, Vec<u32>>,
+    /// Per visit property, visit indices by value code (ascending), built on first use.
+    visit_index: Vec<OnceLock<HashMap<u32, Vec<u32>>>>,
 }
 
 #[derive(Default)]
@@ -233,7 +236,46 @@ impl DaySegment {
         for (i, e) in seg_events.iter().enumerate() {
             page_events.entry(e.page).or_default().push(i as u32);
         }
-        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, props, page_events }
+        let visit_index = (0..VISIT_PROPERTIES.len()).map(|_| OnceLock::new()).collect();
+        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, props, page_events, visit_index }
+    }
+
+    fn code_of(&self, s: &str) -> Option<u32> {
+        self.strings.iter().position(|x| x == s).map(|c| c as u32)
+    }
+
+    /// The visits a filter's visit-level conjuncts select, in storage order; `None` when
+    /// it has none. An `is` condition on a visit property is answered from the
+    /// property's posting lists; the other visit-level conjuncts are tested per visit.
+    fn visit_candidates(&self, conjuncts: &[&Filter]) -> Option<Vec<u32>> {
+        let visit_level: Vec<Filter> = conjuncts.iter().filter(|c| visit_level_filter(c)).map(|c| (*c).clone()).collect();
+        if visit_level.is_empty() {
+            return None;
+        }
+        let indexed = conjuncts.iter().find_map(|c| match c {
+            Filter::Match { dimension: Dimension::Visit(p), condition: Condition::Is(values) } => Some((property_index(*p), values)),
+            _ => None,
+        });
+        let pool: Vec<u32> = match indexed {
+            Some((p, values)) => {
+                let index = self.visit_index[p].get_or_init(|| {
+                    let mut m: HashMap<u32, Vec<u32>> = HashMap::new();
+                    for (vi, v) in self.visits.iter().enumerate() {
+                        m.entry(v.attrs[p]).or_default().push(vi as u32);
+                    }
+                    m
+                });
+                let mut out: Vec<u32> =
+                    values.iter().filter_map(|v| self.code_of(v)).flat_map(|c| index.get(&c).cloned().unwrap_or_default()).collect();
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            None => (0..self.visits.len() as u32).collect(),
+        };
+        let pred = self.compile(&Filter::And(visit_level));
+        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
+        Some(pool.into_iter().filter(|vi| self.test(&pred, &SegEvent { visit: *vi, ..probe })).collect())
     }
 
     /// The events a filter can possibly select, in storage order, when a conjunct of the
@@ -256,17 +298,11 @@ impl DaySegment {
                 return Some(out);
             }
         }
-        let visit_level: Vec<Filter> = conjuncts.iter().filter(|c| visit_level_filter(c)).map(|c| (*c).clone()).collect();
-        if visit_level.is_empty() {
-            return None;
-        }
-        let pred = self.compile(&Filter::And(visit_level));
-        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
+        let visits = self.visit_candidates(&conjuncts)?;
         let mut out = Vec::new();
-        for (vi, v) in self.visits.iter().enumerate() {
-            if self.test(&pred, &SegEvent { visit: vi as u32, ..probe }) {
-                out.extend(v.first_event..v.first_event + v.event_count);
-            }
+        for vi in visits {
+            let v = &self.visits[vi as usize];
+            out.extend(v.first_event..v.first_event + v.event_count);
         }
         Some(out)
     }
@@ -388,7 +424,17 @@ impl DaySegment {
         if visit_level {
             // Every event of a visit gives the same answer: iterate visits.
             let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
-            for (vi, v) in self.visits.iter().enumerate() {
+            let conjuncts: Vec<&Filter> = match filter {
+                Filter::And(fs) => fs.iter().collect(),
+                f => vec![f],
+            };
+            let selected: Vec<u32> = match self.visit_candidates(&conjuncts) {
+                Some(visits) => visits,
+                None => (0..self.visits.len() as u32).collect(),
+            };
+            for vi in selected {
+                let v = &self.visits[vi as usize];
+                let vi = vi as usize;
                 let e = SegEvent { visit: vi as u32, ..probe };
                 if !self.test(&pred, &e) {
                     continue;
