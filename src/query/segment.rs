@@ -256,7 +256,11 @@ impl DaySegment {
             Filter::Match { dimension: Dimension::Visit(p), condition: Condition::Is(values) } => Some((property_index(*p), values)),
             _ => None,
         });
-        let pool: Vec<u32> = match indexed {
+        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
+        let only_indexed = visit_level.len() == 1 && indexed.is_some();
+        let pred = self.compile(&Filter::And(visit_level));
+        let keep = |vi: &u32| only_indexed || self.test(&pred, &SegEvent { visit: *vi, ..probe });
+        Some(match indexed {
             Some((p, values)) => {
                 let index = self.visit_index[p].get_or_init(|| {
                     let mut m: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -265,17 +269,20 @@ impl DaySegment {
                     }
                     m
                 });
-                let mut out: Vec<u32> =
-                    values.iter().filter_map(|v| self.code_of(v)).flat_map(|c| index.get(&c).cloned().unwrap_or_default()).collect();
-                out.sort_unstable();
-                out.dedup();
-                out
+                let lists: Vec<&Vec<u32>> = values.iter().filter_map(|v| self.code_of(v)).filter_map(|c| index.get(&c)).collect();
+                match lists.as_slice() {
+                    // One value: its posting list is already in storage order.
+                    [one] => one.iter().copied().filter(keep).collect(),
+                    many => {
+                        let mut out: Vec<u32> = many.iter().flat_map(|l| l.iter().copied()).filter(keep).collect();
+                        out.sort_unstable();
+                        out.dedup();
+                        out
+                    }
+                }
             }
-            None => (0..self.visits.len() as u32).collect(),
-        };
-        let pred = self.compile(&Filter::And(visit_level));
-        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
-        Some(pool.into_iter().filter(|vi| self.test(&pred, &SegEvent { visit: *vi, ..probe })).collect())
+            None => (0..self.visits.len() as u32).filter(keep).collect(),
+        })
     }
 
     /// The events a filter can possibly select, in storage order, when a conjunct of the
