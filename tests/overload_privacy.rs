@@ -29,14 +29,7 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
         let client = app.client.clone();
         let url = app.url("/api/event");
         pending.push(tokio::spawn(async move {
-            let resp = client
-                .post(url)
-                .header("user-agent", FIREFOX)
-                .header("x-forwarded-for", "81.2.69.142")
-                .body(format!(r#"{{"n":"pageview","u":"https://example.com/{i}"}}"#))
-                .send()
-                .await
-                .unwrap();
+            let resp = send_pageview(client, url, format!("/{i}"), "81.2.69.142".into()).await.unwrap();
             let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
             (i, resp.status().as_u16(), retry)
         }));
@@ -85,13 +78,7 @@ async fn graceful_shutdown_drains_the_queue() {
         let client = app.client.clone();
         let url = app.url("/api/event");
         pending.push(tokio::spawn(async move {
-            let resp = client
-                .post(url)
-                .header("user-agent", FIREFOX)
-                .header("x-forwarded-for", format!("81.2.69.{}", i % 200))
-                .body(format!(r#"{{"n":"pageview","u":"https://example.com/{i}"}}"#))
-                .send()
-                .await;
+            let resp = send_pageview(client, url, format!("/{i}"), format!("81.2.69.{}", i % 200)).await;
             (i, resp.map(|r| r.status().as_u16()).ok())
         }));
     }

@@ -117,6 +117,18 @@ impl TestApp {
     }
 }
 
+/// Sends a pageview of `https://example.com{path}` from `client_ip` (through the trusted
+/// proxy header). Owns its inputs, so spawned tasks can send many at once.
+pub async fn send_pageview(client: reqwest::Client, url: String, path: String, client_ip: String) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("user-agent", FIREFOX)
+        .header("x-forwarded-for", client_ip)
+        .body(format!(r#"{{"n":"pageview","u":"https://example.com{path}"}}"#))
+        .send()
+        .await
+}
+
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
