@@ -238,3 +238,51 @@ async fn api_keys_are_rate_limited() {
     assert_eq!(status, 200, "limits are per key");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn comparisons_with_the_previous_period_and_a_custom_range() {
+    let (app, key) = app_with_traffic().await;
+    // 2026-11-03: A's one pageview (a bounce). The previous period, 2026-11-02: 2 visitors,
+    // 4 pageviews, bounce rate 67.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-03", "2026-11-03"],
+        "metrics": ["visitors", "pageviews", "bounce_rate"],
+        "include": {"comparisons": {"mode": "previous_period"}}
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([{
+        "dimensions": [], "metrics": [1, 1, 100],
+        "comparison": {"dimensions": [], "metrics": [2, 4, 67], "change": [-50, -75, 33]}
+    }]));
+
+    // With a time dimension every day is listed, paired with the previous period's days.
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-03", "2026-11-04"], "metrics": ["pageviews"],
+        "dimensions": ["time:day"], "include": {"comparisons": {"mode": "previous_period"}}
+    })).await;
+    assert_eq!(body["results"], json!([
+        {"dimensions": ["2026-11-03"], "metrics": [1], "comparison": {"dimensions": ["2026-11-01"], "metrics": [0], "change": [100]}},
+        {"dimensions": ["2026-11-04"], "metrics": [0], "comparison": {"dimensions": ["2026-11-02"], "metrics": [4], "change": [-100]}},
+    ]));
+
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": ["2026-11-03", "2026-11-03"], "metrics": ["visitors"],
+        "dimensions": ["visit:source"],
+        "include": {"comparisons": {"mode": "custom", "date_range": ["2026-11-02", "2026-11-02"]}}
+    })).await;
+    assert_eq!(body["results"], json!([{
+        "dimensions": ["Direct / None"], "metrics": [1],
+        "comparison": {"dimensions": ["Direct / None"], "metrics": [1], "change": [0]}
+    }]));
+
+    for (include, want) in [
+        (json!({"comparisons": {"mode": "last_week"}}), "include.comparisons.mode: invalid value \"last_week\""),
+        (json!({"comparisons": {}}), "include.comparisons.mode: is required"),
+        (json!({"comparisons": {"mode": "custom"}}), "include.comparisons.date_range: is required"),
+    ] {
+        let (status, body) = query(&app, &key, json!({"site_id": "example.com", "date_range": "7d", "metrics": ["visitors"], "include": include})).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains(want), "{body}");
+    }
+    app.stop().await;
+}

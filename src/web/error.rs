@@ -34,6 +34,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {

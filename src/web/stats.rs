@@ -11,7 +11,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use chrono::Datelike;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const DEFAULT_LIMIT: usize = 10_000;
@@ -144,6 +146,81 @@ enum SortKey {
     Dimension(usize),
 }
 
+/// How the comparison period is chosen (`include.comparisons`).
+enum Comparison {
+    PreviousPeriod,
+    YearOverYear,
+    Custom(DateRange),
+}
+
+fn parse_comparison(include: &Map<String, Value>) -> Result<Option<Comparison>, ApiError> {
+    let Some(c) = include.get("comparisons").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let mode = c.get("mode").and_then(Value::as_str).ok_or_else(|| bad("include.comparisons.mode: is required"))?;
+    Ok(Some(match mode {
+        "previous_period" => Comparison::PreviousPeriod,
+        "year_over_year" => Comparison::YearOverYear,
+        "custom" => Comparison::Custom(parse_date_range(c.get("date_range")).map_err(|e| bad(format!("include.comparisons.{}", e.message())))?),
+        other => return Err(bad(format!("include.comparisons.mode: invalid value {other:?} (previous_period, year_over_year or custom)"))),
+    }))
+}
+
+/// The comparison range for a resolved `[from, to)`.
+fn comparison_range(c: &Comparison, site: &Site, from: i64, to: i64) -> DateRange {
+    let tz = &site.timezone;
+    let (first, last) = (tz.local_day(from).date(), tz.local_day(to - 1).date());
+    let day_aligned = tz.day_bounds(tz.local_day(from)).0 == from && tz.day_bounds(tz.local_day(to - 1)).1 == to;
+    match c {
+        Comparison::Custom(r) => r.clone(),
+        Comparison::PreviousPeriod if day_aligned => {
+            let days = (last - first).num_days() + 1;
+            DateRange::Dates(first - chrono::Duration::days(days), first - chrono::Duration::days(1))
+        }
+        Comparison::PreviousPeriod => DateRange::Instants(from - (to - from), from - 1),
+        Comparison::YearOverYear => {
+            let back = |d: chrono::NaiveDate| d.checked_sub_months(chrono::Months::new(12)).unwrap_or(d);
+            if day_aligned {
+                DateRange::Dates(back(first), back(last))
+            } else {
+                let shift = tz.day_bounds(LocalDay::from_date(first)).0 - tz.day_bounds(LocalDay::from_date(back(first))).0;
+                DateRange::Instants(from - shift, to - 1 - shift)
+            }
+        }
+    }
+}
+
+/// Plausible's change: relative percent, rounded; bounce rate as a difference in points.
+fn change(m: Metric, current: f64, previous: f64) -> i64 {
+    match m {
+        Metric::BounceRate => (current.round() - previous.round()) as i64,
+        _ if previous == 0.0 && current == 0.0 => 0,
+        _ if previous == 0.0 => 100,
+        _ => ((current - previous) / previous * 100.0).round() as i64,
+    }
+}
+
+/// Every bucket of a time dimension over `[from, to)`, so empty ones can be listed.
+fn time_buckets(d: &Dimension, site: &Site, from: i64, to: i64) -> Option<Vec<String>> {
+    let tz = &site.timezone;
+    let (mut day, last) = (tz.local_day(from), tz.local_day(to - 1));
+    let mut out: Vec<String> = Vec::new();
+    while day <= last {
+        let date = day.date();
+        let label = match d {
+            Dimension::Day => date.to_string(),
+            Dimension::Week => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64)).to_string(),
+            Dimension::Month => date.with_day(1).unwrap_or(date).to_string(),
+            _ => return None,
+        };
+        if out.last() != Some(&label) {
+            out.push(label);
+        }
+        day = day.next();
+    }
+    Some(out)
+}
+
 pub(super) fn round(m: Metric, v: f64) -> Value {
     match m {
         Metric::Visitors | Metric::Visits | Metric::Pageviews | Metric::Events => json!(v.round() as i64),
@@ -234,16 +311,50 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
             std::cmp::Ordering::Equal
         });
     }
+    let comparison = parse_comparison(&include)?;
+    let mut compared: Vec<Option<Row>> = Vec::new();
+    if let Some(c) = &comparison {
+        let (prev_rows, prev_from, prev_to) = execute(&app, &site, &query, &comparison_range(c, &site, from, to)).await?;
+        let zeros = |dims: Vec<String>| Row { dimensions: dims, metrics: vec![0.0; metrics.len()] };
+        let time_dim = query.dimensions.iter().position(Dimension::is_time);
+        match time_dim.and_then(|i| Some((i, time_buckets(&query.dimensions[i], &site, from, to)?, time_buckets(&query.dimensions[i], &site, prev_from, prev_to)?))) {
+            // A single time dimension: every bucket, paired by position with the
+            // comparison period's buckets.
+            Some((_, labels, prev_labels)) if query.dimensions.len() == 1 => {
+                let cur: HashMap<String, Row> = rows.drain(..).map(|r| (r.dimensions[0].clone(), r)).collect();
+                let prev: HashMap<String, Row> = prev_rows.into_iter().map(|r| (r.dimensions[0].clone(), r)).collect();
+                for (i, label) in labels.iter().enumerate() {
+                    rows.push(cur.get(label).cloned().unwrap_or_else(|| zeros(vec![label.clone()])));
+                    let p = prev_labels.get(i).map(|pl| prev.get(pl).cloned().unwrap_or_else(|| zeros(vec![pl.clone()])));
+                    compared.push(p);
+                }
+            }
+            _ => {
+                let prev: HashMap<Vec<String>, Row> = prev_rows.into_iter().map(|r| (r.dimensions.clone(), r)).collect();
+                compared = rows.iter().map(|r| Some(prev.get(&r.dimensions).cloned().unwrap_or_else(|| zeros(r.dimensions.clone())))).collect();
+            }
+        }
+    }
     let total_rows = rows.len();
     let results: Vec<Value> = rows
         .into_iter()
+        .enumerate()
         .skip(offset)
         .take(limit)
-        .map(|r| {
-            json!({
+        .map(|(i, r)| {
+            let mut row = json!({
                 "metrics": r.metrics.iter().zip(&metrics).map(|(v, m)| round(*m, *v)).collect::<Vec<_>>(),
                 "dimensions": r.dimensions,
-            })
+            });
+            if let Some(Some(p)) = compared.get(i) {
+                let rounded = |m: &Metric, v: f64| round(*m, v).as_f64().unwrap_or(v);
+                row["comparison"] = json!({
+                    "dimensions": p.dimensions,
+                    "metrics": p.metrics.iter().zip(&metrics).map(|(v, m)| round(*m, *v)).collect::<Vec<_>>(),
+                    "change": metrics.iter().zip(r.metrics.iter().zip(&p.metrics)).map(|(m, (c, v))| change(*m, rounded(m, *c), rounded(m, *v))).collect::<Vec<_>>(),
+                });
+            }
+            row
         })
         .collect();
 
