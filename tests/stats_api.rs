@@ -170,6 +170,9 @@ async fn v1_aggregate_timeseries_breakdown_and_realtime() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"results": {"visitors": {"value": 2}, "visits": {"value": 3}, "bounce_rate": {"value": 67}, "visit_duration": {"value": 120}}}));
 
+    let (_, body) = v1(&app, &key, "/api/v1/stats/aggregate?site_id=example.com&period=day&date=2026-11-03&metrics=visitors,pageviews&compare=previous_period").await;
+    assert_eq!(body, json!({"results": {"visitors": {"value": 1, "change": -50}, "pageviews": {"value": 1, "change": -75}}}));
+
     let (_, body) = v1(&app, &key, "/api/v1/stats/aggregate?site_id=example.com&period=day&date=2026-11-02&filters=visit:country%3D%3DGB;event:page%3D%3D/pri*").await;
     assert_eq!(body, json!({"results": {"visitors": {"value": 1}}}), "Plausible's default metric and wildcard filters");
 
@@ -195,6 +198,7 @@ async fn v1_aggregate_timeseries_breakdown_and_realtime() {
         ("/api/v1/stats/aggregate?site_id=example.com&metrics=visitors,nope", "metrics: unknown metric \"nope\""),
         ("/api/v1/stats/aggregate?site_id=example.com&filters=visit:shoe==42", "filters: invalid dimension"),
         ("/api/v1/stats/breakdown?site_id=example.com", "property: is required"),
+        ("/api/v1/stats/aggregate?site_id=example.com&compare=last_year", "compare: invalid value"),
         ("/api/v1/stats/timeseries?site_id=example.com&interval=fortnight", "interval: invalid value"),
     ] {
         let (status, body) = v1(&app, &key, q).await;

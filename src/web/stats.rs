@@ -147,7 +147,7 @@ enum SortKey {
 }
 
 /// How the comparison period is chosen (`include.comparisons`).
-enum Comparison {
+pub(super) enum Comparison {
     PreviousPeriod,
     YearOverYear,
     Custom(DateRange),
@@ -167,7 +167,7 @@ fn parse_comparison(include: &Map<String, Value>) -> Result<Option<Comparison>, 
 }
 
 /// The comparison range for a resolved `[from, to)`.
-fn comparison_range(c: &Comparison, site: &Site, from: i64, to: i64) -> DateRange {
+pub(super) fn comparison_range(c: &Comparison, site: &Site, from: i64, to: i64) -> DateRange {
     let tz = &site.timezone;
     let (first, last) = (tz.local_day(from).date(), tz.local_day(to - 1).date());
     let day_aligned = tz.day_bounds(tz.local_day(from)).0 == from && tz.day_bounds(tz.local_day(to - 1)).1 == to;
@@ -191,7 +191,7 @@ fn comparison_range(c: &Comparison, site: &Site, from: i64, to: i64) -> DateRang
 }
 
 /// Plausible's change: relative percent, rounded; bounce rate as a difference in points.
-fn change(m: Metric, current: f64, previous: f64) -> i64 {
+pub(super) fn change(m: Metric, current: f64, previous: f64) -> i64 {
     match m {
         Metric::BounceRate => (current.round() - previous.round()) as i64,
         _ if previous == 0.0 && current == 0.0 => 0,

@@ -2,7 +2,7 @@
 //! breakdown, as query-string requests. They ask the same `StatsQuery` as v2.
 
 use super::error::ApiError;
-use super::stats::{authorize, execute, find_site, round};
+use super::stats::{authorize, change, comparison_range, execute, find_site, round, Comparison};
 use super::AppState;
 use crate::domain::{LocalDay, Site};
 use crate::query::range::DateRange;
@@ -123,9 +123,29 @@ pub async fn aggregate(State(app): State<Arc<AppState>>, headers: HeaderMap, Que
     let site = site_for(&app, &headers, &params).await?;
     let metrics = metrics(&params)?;
     let q = StatsQuery { metrics: metrics.clone(), dimensions: vec![], filter: filters(&params)? };
-    let (rows, _, _) = execute(&app, &site, &q, &period(&params)?).await?;
-    let results: Map<String, Value> =
-        metrics.iter().zip(&rows[0].metrics).map(|(m, v)| (m.name().to_string(), json!({ "value": round(*m, *v) }))).collect();
+    let (rows, from, to) = execute(&app, &site, &q, &period(&params)?).await?;
+    // `compare=previous_period` adds each metric's change against the period before.
+    let previous = match params.get("compare").map(String::as_str) {
+        None => None,
+        Some("previous_period") => {
+            let (prev, _, _) = execute(&app, &site, &q, &comparison_range(&Comparison::PreviousPeriod, &site, from, to)).await?;
+            Some(prev[0].metrics.clone())
+        }
+        Some(other) => return Err(bad(format!("compare: invalid value {other:?} (previous_period)"))),
+    };
+    let results: Map<String, Value> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let value = round(*m, rows[0].metrics[i]);
+            let mut entry = json!({ "value": value });
+            if let Some(prev) = &previous {
+                let as_f64 = |v: f64| round(*m, v).as_f64().unwrap_or(v);
+                entry["change"] = json!(change(*m, as_f64(rows[0].metrics[i]), as_f64(prev[i])));
+            }
+            (m.name().to_string(), entry)
+        })
+        .collect();
     Ok(Json(json!({ "results": results })))
 }
 
