@@ -8,7 +8,6 @@ use super::segment::DaySegment;
 use super::{Dimension, Filter, Row, StatsQuery};
 use crate::domain::{LocalDay, Site, SiteId};
 use crate::storage::{RollupRow, Store, StoreResult};
-use chrono::Datelike;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -171,16 +170,6 @@ fn rollup_name(d: &Dimension) -> Option<String> {
     ROLLUP_DIMENSIONS.contains(&name.as_str()).then_some(name)
 }
 
-/// The time bucket a day falls in, for time dimensions.
-fn time_key(d: &Dimension, day: LocalDay) -> String {
-    let date = day.date();
-    match d {
-        Dimension::Week => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64)).to_string(),
-        Dimension::Month => date.with_day(1).unwrap_or(date).to_string(),
-        _ => date.to_string(),
-    }
-}
-
 async fn from_rollups(store: &dyn Store, cache: &DayCache, site: &Site, q: &StatsQuery, from_ms: i64, to_ms: i64) -> StoreResult<Vec<Row>> {
     let tz = &site.timezone;
     let (first, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
@@ -194,7 +183,7 @@ async fn from_rollups(store: &dyn Store, cache: &DayCache, site: &Site, q: &Stat
             total.add(sums);
             // A scan yields no bucket for a day without traffic; neither do rollups.
             if let Some(d) = dim.filter(|d| d.is_time() && *sums != Sums::default()) {
-                groups.entry(vec![time_key(d, day)]).or_default().add(sums);
+                groups.entry(vec![d.day_bucket(day).expect("rollups hold day-granular buckets")]).or_default().add(sums);
             }
         }
     }

@@ -7,6 +7,8 @@ pub mod range;
 pub mod scan;
 pub mod segment;
 
+use crate::domain::LocalDay;
+use chrono::Datelike;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +98,33 @@ pub enum Dimension {
 impl Dimension {
     pub fn is_time(&self) -> bool {
         matches!(self, Dimension::Day | Dimension::Hour | Dimension::Week | Dimension::Month)
+    }
+
+    /// The label of the bucket holding a local day, for the day-granular time dimensions
+    /// (`time:day|week|month`); `None` for every other dimension.
+    pub fn day_bucket(&self, day: LocalDay) -> Option<String> {
+        let date = day.date();
+        match self {
+            Dimension::Day => Some(date.to_string()),
+            Dimension::Week => Some((date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64)).to_string()),
+            Dimension::Month => Some(date.with_day(1).unwrap_or(date).to_string()),
+            _ => None,
+        }
+    }
+
+    /// Every bucket of a day-granular time dimension over the local days `first..=last`,
+    /// in order, so that empty buckets can be listed too.
+    pub fn day_buckets(&self, first: LocalDay, last: LocalDay) -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let label = self.day_bucket(day)?;
+            if out.last() != Some(&label) {
+                out.push(label);
+            }
+            day = day.next();
+        }
+        Some(out)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Condition, Dimension, Filter, Metric, Row, StatsQuery, VisitProperty};
 use crate::domain::{counts_as_event, Event, EventKind, Timezone};
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{DateTime, Timelike};
 use std::collections::{HashMap, HashSet};
 
 pub const NOT_SET: &str = "(not set)";
@@ -60,19 +60,11 @@ fn value(d: &Dimension, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) -
             e.facts.props.iter().find(|(pk, _)| pk == k).map(|(_, pv)| pv.clone()).unwrap_or_else(|| NO_PROP.to_string())
         }
         Dimension::Visit(p) => visit_value(*p, v, events).to_string(),
-        Dimension::Day => tz.local_day(e.ts_ms).to_string(),
         Dimension::Hour => {
             let local = DateTime::from_timestamp_millis(e.ts_ms).unwrap_or_default().with_timezone(&tz.tz());
             format!("{} {:02}:00:00", local.date_naive(), local.hour())
         }
-        Dimension::Week => {
-            let d = tz.local_day(e.ts_ms).date();
-            (d - chrono::Duration::days(d.weekday().num_days_from_monday() as i64)).to_string()
-        }
-        Dimension::Month => {
-            let d = tz.local_day(e.ts_ms).date();
-            d.with_day(1).unwrap_or(d).to_string()
-        }
+        Dimension::Day | Dimension::Week | Dimension::Month => d.day_bucket(tz.local_day(e.ts_ms)).expect("a day-granular dimension"),
     }
 }
 

@@ -8,7 +8,7 @@
 use super::scan::{self, GroupedSums, Sums, NO_PROP};
 use super::{Condition, Dimension, Filter, VisitProperty};
 use crate::domain::{counts_as_event, Event, EventKind, LocalDay, Timezone};
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{DateTime, Timelike};
 use crate::visits::VisitKeyHasher;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -117,6 +117,14 @@ fn visit_level_filter(f: &Filter) -> bool {
         Filter::And(fs) | Filter::Or(fs) => fs.iter().all(visit_level_filter),
         Filter::Not(f) => visit_level_filter(f),
         Filter::Match { dimension, .. } => matches!(dimension, Dimension::Visit(_) | Dimension::Day | Dimension::Week | Dimension::Month),
+    }
+}
+
+impl SegEvent {
+    /// A stand-in event for testing visit-level predicates and keys, which read only
+    /// the event's visit.
+    fn of_visit(visit: u32) -> SegEvent {
+        SegEvent { visit, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 }
     }
 }
 
@@ -256,10 +264,9 @@ impl DaySegment {
             Filter::Match { dimension: Dimension::Visit(p), condition: Condition::Is(values) } => Some((property_index(*p), values)),
             _ => None,
         });
-        let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
         let only_indexed = visit_level.len() == 1 && indexed.is_some();
         let pred = self.compile(&Filter::And(visit_level));
-        let keep = |vi: &u32| only_indexed || self.test(&pred, &SegEvent { visit: *vi, ..probe });
+        let keep = |vi: &u32| only_indexed || self.test(&pred, &SegEvent::of_visit(*vi));
         Some(match indexed {
             Some((p, values)) => {
                 let index = self.visit_index[p].get_or_init(|| {
@@ -297,8 +304,8 @@ impl DaySegment {
             if let Filter::Match { dimension: Dimension::Page, condition: Condition::Is(values) } = c {
                 let mut out: Vec<u32> = values
                     .iter()
-                    .filter_map(|v| self.strings.iter().position(|s| s == v))
-                    .flat_map(|code| self.page_events.get(&(code as u32)).cloned().unwrap_or_default())
+                    .filter_map(|v| self.code_of(v))
+                    .flat_map(|code| self.page_events.get(&code).cloned().unwrap_or_default())
                     .collect();
                 out.sort_unstable();
                 out.dedup();
@@ -328,12 +335,7 @@ impl DaySegment {
     }
 
     fn time_value(&self, d: &Dimension) -> String {
-        let date = self.day.date();
-        match d {
-            Dimension::Week => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64)).to_string(),
-            Dimension::Month => date.with_day(1).unwrap_or(date).to_string(),
-            _ => date.to_string(),
-        }
+        d.day_bucket(self.day).expect("a day-granular dimension")
     }
 
     fn compile(&self, f: &Filter) -> Pred {
@@ -347,8 +349,8 @@ impl DaySegment {
                 Dimension::Name => Pred::Name(self.table(condition)),
                 Dimension::Hostname => Pred::Hostname(self.table(condition)),
                 Dimension::Visit(p) => Pred::Visit(property_index(*p), self.table(condition)),
-                Dimension::Prop(key) => match self.strings.iter().position(|s| s == key) {
-                    Some(k) => Pred::Prop(k as u32, self.table(condition), cond_matches(condition, NO_PROP)),
+                Dimension::Prop(key) => match self.code_of(key) {
+                    Some(k) => Pred::Prop(k, self.table(condition), cond_matches(condition, NO_PROP)),
                     None => Pred::Const(cond_matches(condition, NO_PROP)),
                 },
                 Dimension::Day | Dimension::Week | Dimension::Month => Pred::Const(cond_matches(condition, &self.time_value(dimension))),
@@ -420,7 +422,7 @@ impl DaySegment {
         let prop_keys: HashMap<String, Option<u32>> = dimensions
             .iter()
             .filter_map(|d| match d {
-                Dimension::Prop(k) => Some((k.clone(), self.strings.iter().position(|s| s == k).map(|c| c as u32))),
+                Dimension::Prop(k) => Some((k.clone(), self.code_of(k))),
                 _ => None,
             })
             .collect();
@@ -430,7 +432,6 @@ impl DaySegment {
             && visit_level_filter(filter);
         if visit_level {
             // Every event of a visit gives the same answer: iterate visits.
-            let probe = SegEvent { visit: 0, page: 0, name: 0, hostname: 0, hour: 0, pageview: false, counting: false, props_start: 0, props_len: 0 };
             let conjuncts: Vec<&Filter> = match filter {
                 Filter::And(fs) => fs.iter().collect(),
                 f => vec![f],
@@ -442,7 +443,7 @@ impl DaySegment {
             for vi in selected {
                 let v = &self.visits[vi as usize];
                 let vi = vi as usize;
-                let e = SegEvent { visit: vi as u32, ..probe };
+                let e = SegEvent::of_visit(vi as u32);
                 if !self.test(&pred, &e) {
                     continue;
                 }

@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use chrono::Datelike;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -200,25 +199,9 @@ pub(super) fn change(m: Metric, current: f64, previous: f64) -> i64 {
     }
 }
 
-/// Every bucket of a time dimension over `[from, to)`, so empty ones can be listed.
-fn time_buckets(d: &Dimension, site: &Site, from: i64, to: i64) -> Option<Vec<String>> {
-    let tz = &site.timezone;
-    let (mut day, last) = (tz.local_day(from), tz.local_day(to - 1));
-    let mut out: Vec<String> = Vec::new();
-    while day <= last {
-        let date = day.date();
-        let label = match d {
-            Dimension::Day => date.to_string(),
-            Dimension::Week => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64)).to_string(),
-            Dimension::Month => date.with_day(1).unwrap_or(date).to_string(),
-            _ => return None,
-        };
-        if out.last() != Some(&label) {
-            out.push(label);
-        }
-        day = day.next();
-    }
-    Some(out)
+/// Every bucket of a day-granular time dimension over `[from, to)` in the site's timezone.
+pub(super) fn time_buckets(d: &Dimension, site: &Site, from: i64, to: i64) -> Option<Vec<String>> {
+    d.day_buckets(site.timezone.local_day(from), site.timezone.local_day(to - 1))
 }
 
 pub(super) fn round(m: Metric, v: f64) -> Value {
@@ -370,13 +353,7 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
         meta.insert("total_rows".into(), json!(total_rows));
     }
     if include.get("time_labels").and_then(Value::as_bool) == Some(true) && query.dimensions.contains(&Dimension::Day) {
-        let (mut day, last) = (site.timezone.local_day(from), site.timezone.local_day(to - 1));
-        let mut labels = Vec::new();
-        while day <= last {
-            labels.push(day.to_string());
-            day = LocalDay(day.0 + 1);
-        }
-        meta.insert("time_labels".into(), json!(labels));
+        meta.insert("time_labels".into(), json!(time_buckets(&Dimension::Day, &site, from, to)));
     }
     Ok(Json(json!({
         "results": results,

@@ -2,9 +2,9 @@
 //! breakdown, as query-string requests. They ask the same `StatsQuery` as v2.
 
 use super::error::ApiError;
-use super::stats::{authorize, change, comparison_range, execute, find_site, round, Comparison};
+use super::stats::{authorize, change, comparison_range, execute, find_site, round, time_buckets, Comparison};
 use super::AppState;
-use crate::domain::{LocalDay, Site};
+use crate::domain::Site;
 use crate::query::range::DateRange;
 use crate::query::{Condition, Dimension, Filter, Metric, StatsQuery};
 use axum::extract::{Query, State};
@@ -163,19 +163,10 @@ pub async fn timeseries(State(app): State<Arc<AppState>>, headers: HeaderMap, Qu
     let (rows, from, to) = execute(&app, &site, &q, &period(&params)?).await?;
     let by_label: HashMap<&str, &Vec<f64>> = rows.iter().map(|r| (r.dimensions[0].as_str(), &r.metrics)).collect();
     // Every day (or month) of the range appears, with zeros where there was no traffic.
-    let mut labels: Vec<String> = Vec::new();
-    if matches!(dimension, Dimension::Day | Dimension::Month) {
-        let (mut day, last) = (site.timezone.local_day(from), site.timezone.local_day(to - 1));
-        while day <= last {
-            let label = if dimension == Dimension::Day { day.to_string() } else { format!("{}-01", &day.to_string()[..7]) };
-            if labels.last() != Some(&label) {
-                labels.push(label);
-            }
-            day = LocalDay(day.0 + 1);
-        }
-    } else {
-        labels = rows.iter().map(|r| r.dimensions[0].clone()).collect();
-    }
+    let labels: Vec<String> = match dimension {
+        Dimension::Day | Dimension::Month => time_buckets(&dimension, &site, from, to).expect("a day-granular dimension"),
+        _ => rows.iter().map(|r| r.dimensions[0].clone()).collect(),
+    };
     let zeros = vec![0.0; metrics.len()];
     let results: Vec<Value> = labels
         .iter()
