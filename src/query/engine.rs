@@ -148,7 +148,11 @@ pub async fn answer_with(
     range: &DateRange,
     now_ms: i64,
 ) -> StoreResult<Answer> {
-    let first_day = store.first_event_ms(site.id).await?.map(|ms| site.timezone.local_day(ms));
+    // Only `all` needs the site's first day; other ranges skip the read.
+    let first_day = match range {
+        DateRange::All => store.first_event_ms(site.id).await?.map(|ms| site.timezone.local_day(ms)),
+        _ => None,
+    };
     let (from_ms, to_ms) = range.resolve(&site.timezone, now_ms, first_day);
     let day_aligned = !matches!(range, DateRange::Instants(..) | DateRange::Last24Hours | DateRange::Realtime);
     let rollable = q.filter == Filter::All
