@@ -1,7 +1,7 @@
 //! Administrative commands: sites, users, API keys. They open the store directly, so they
 //! work whether or not `serve` is running on the same data.
 
-use crate::domain::{Domain, Site, Timezone};
+use crate::domain::{Domain, Goal, GoalKind, Site, Timezone};
 use crate::storage::{NewApiKey, Store, StoreError};
 use anyhow::{anyhow, bail, Context};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -59,14 +59,7 @@ pub async fn create_api_key(store: &dyn Store, name: &str, site: Option<&str>) -
     }
     let site_id = match site {
         None => None,
-        Some(d) => {
-            let domain = Domain::parse(d).map_err(|e| anyhow!("{e}"))?;
-            let site = store
-                .site_by_domain(domain.as_str())
-                .await?
-                .ok_or_else(|| anyhow!("site: no site {domain}; add it with `footfall site add {domain}`"))?;
-            Some(site.id)
-        }
+        Some(d) => Some(find_site(store, d).await?.id),
     };
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
@@ -77,4 +70,23 @@ pub async fn create_api_key(store: &dyn Store, name: &str, site: Option<&str>) -
         .await
         .context("while storing the API key")?;
     Ok(secret)
+}
+
+/// The registered site named `domain`, or an error saying how to add it.
+pub async fn find_site(store: &dyn Store, domain: &str) -> anyhow::Result<Site> {
+    let domain = Domain::parse(domain).map_err(|e| anyhow!("site: {e}"))?;
+    store
+        .site_by_domain(domain.as_str())
+        .await?
+        .ok_or_else(|| anyhow!("site: no site {domain}; add it with `footfall site add {domain}`"))
+}
+
+pub async fn add_goal(store: &dyn Store, site: &str, kind: GoalKind, display_name: Option<String>) -> anyhow::Result<Goal> {
+    let site = find_site(store, site).await?;
+    let goal = Goal::new(kind, display_name.map(|n| n.trim().to_string())).map_err(|e| anyhow!("goal: {e}"))?;
+    match store.add_goal(site.id, &goal).await {
+        Ok(()) => Ok(goal),
+        Err(StoreError::AlreadyExists(_)) => bail!("goal: {} already has a goal named {:?}", site.domain, goal.display_name),
+        Err(e) => Err(e).context("while adding the goal"),
+    }
 }

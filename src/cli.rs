@@ -29,6 +29,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage a site's goals (pageview and custom-event conversions).
+    #[command(subcommand)]
+    Goal(GoalCommand),
     /// Import events from a file.
     Import(ImportArgs),
 }
@@ -118,6 +121,33 @@ pub enum KeyCommand {
         /// Limit the key to one site; without it the key reads every site.
         #[arg(long, value_name = "DOMAIN")]
         site: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GoalCommand {
+    /// Add a goal: `--page PATH` (with `*` wildcards) or `--event NAME`.
+    Add {
+        #[arg(long, value_name = "DOMAIN")]
+        site: String,
+        /// A pageview goal: visits to this path; `*` matches any characters.
+        #[arg(long, value_name = "PATH", conflicts_with = "event", required_unless_present = "event")]
+        page: Option<String>,
+        /// A custom-event goal: events with this name.
+        #[arg(long, value_name = "NAME")]
+        event: Option<String>,
+        /// The name shown in reports and used in `event:goal` [default: "Visit PATH" or NAME]
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List a site's goals.
+    List {
+        #[arg(long, value_name = "DOMAIN")]
+        site: String,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -220,14 +250,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{secret}");
             Ok(0)
         }
+        Command::Goal(GoalCommand::Add { site, page, event, display_name, storage }) => {
+            let config = load_config(cfg_path, storage.layer())?;
+            let store = startup::open_store(&config.storage).await?;
+            let kind = match (page, event) {
+                (Some(p), _) => crate::domain::GoalKind::Page(p),
+                (None, Some(e)) => crate::domain::GoalKind::Event(e),
+                (None, None) => return Err(anyhow!("goal: give --page PATH or --event NAME")),
+            };
+            let goal = admin::add_goal(store.as_ref(), &site, kind, display_name).await?;
+            println!("Added goal {:?} to {}.", goal.display_name, site.trim());
+            Ok(0)
+        }
+        Command::Goal(GoalCommand::List { site, storage }) => {
+            let config = load_config(cfg_path, storage.layer())?;
+            let store = startup::open_store(&config.storage).await?;
+            let site = admin::find_site(store.as_ref(), &site).await?;
+            for goal in store.goals(site.id).await? {
+                let (kind, value) = match &goal.kind {
+                    crate::domain::GoalKind::Page(p) => ("page", p),
+                    crate::domain::GoalKind::Event(n) => ("event", n),
+                };
+                println!("{}\t{kind}\t{value}", goal.display_name);
+            }
+            Ok(0)
+        }
         Command::Import(args) => {
             let config = load_config(cfg_path, args.storage.layer())?;
             let ImportFormat::Ndjson = args.format;
             let store = startup::open_store(&config.storage).await?;
-            let site = store
-                .site_by_domain(crate::domain::Domain::parse(&args.site).map_err(|e| anyhow!("site: {e}"))?.as_str())
-                .await?
-                .ok_or_else(|| anyhow!("site: no site {}; add it with `footfall site add {}`", args.site, args.site))?;
+            let site = admin::find_site(store.as_ref(), &args.site).await?;
             let geo = startup::load_geoip(&config)?;
             let mut file = if args.file.as_os_str() == "-" {
                 import::spool_stdin()?

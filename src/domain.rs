@@ -236,6 +236,56 @@ pub fn counts_as_event(kind: EventKind, interactive: bool) -> bool {
     }
 }
 
+/// What completes a goal: a pageview of a path (with `*` wildcards), or a custom event
+/// with a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoalKind {
+    Page(String),
+    Event(String),
+}
+
+/// A site's goal, named in queries (`event:goal`) by its display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    pub display_name: String,
+    pub kind: GoalKind,
+}
+
+impl Goal {
+    /// A goal with its default display name: `Visit /path` for a page goal, the event
+    /// name for an event goal (as in Plausible).
+    pub fn new(kind: GoalKind, display_name: Option<String>) -> Result<Goal, String> {
+        let (what, value) = match &kind {
+            GoalKind::Page(p) => ("page path", p),
+            GoalKind::Event(n) => ("event name", n),
+        };
+        if value.trim().is_empty() || value.len() > 2000 {
+            return Err(format!("the goal's {what} must be 1 to 2000 characters"));
+        }
+        if let GoalKind::Page(p) = &kind {
+            if !p.starts_with('/') {
+                return Err(format!("the goal's page path must start with '/', got {p:?}"));
+            }
+        }
+        let display_name = match display_name {
+            Some(n) if n.trim().is_empty() => return Err("the goal's display name must not be empty".into()),
+            Some(n) => n,
+            None => match &kind {
+                GoalKind::Page(p) => format!("Visit {p}"),
+                GoalKind::Event(n) => n.clone(),
+            },
+        };
+        Ok(Goal { display_name, kind })
+    }
+
+    /// The anchored regular expression of a page goal's path: `*` matches any run of
+    /// characters, everything else is literal.
+    pub fn page_regex(pattern: &str) -> String {
+        let parts: Vec<String> = pattern.split('*').map(regex::escape).collect();
+        format!("^{}$", parts.join(".*"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +320,19 @@ mod tests {
         assert_eq!(e - s, 23 * 3600 * 1000);
         let (s, e) = berlin.day_bounds(autumn);
         assert_eq!(e - s, 25 * 3600 * 1000);
+    }
+
+    #[test]
+    fn goals_get_plausible_display_names_and_wildcards() {
+        let g = Goal::new(GoalKind::Page("/blog*".into()), None).unwrap();
+        assert_eq!(g.display_name, "Visit /blog*");
+        let re = regex::Regex::new(&Goal::page_regex("/blog*")).unwrap();
+        assert!(re.is_match("/blog") && re.is_match("/blog/a/b") && !re.is_match("/x/blog"));
+        let re = regex::Regex::new(&Goal::page_regex("/a.b/*/c")).unwrap();
+        assert!(re.is_match("/a.b/x/c") && !re.is_match("/aXb/x/c"));
+        assert_eq!(Goal::new(GoalKind::Event("Signup".into()), None).unwrap().display_name, "Signup");
+        assert!(Goal::new(GoalKind::Page("blog".into()), None).unwrap_err().contains("start with '/'"));
+        assert!(Goal::new(GoalKind::Event(" ".into()), None).is_err());
     }
 
     #[test]

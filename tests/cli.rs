@@ -69,6 +69,25 @@ fn site_user_and_key_commands() {
     assert!(text(&out.stderr).contains("password: must be at least 8 characters"));
     let out = footfall(dir, &["user", "add", "--email", "not-an-email", "--password-stdin"], Some("long enough pw"));
     assert!(text(&out.stderr).contains("is not an email address"));
+
+    let out = footfall(dir, &["goal", "add", "--site", "example.com", "--page", "/checkout/*/done"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Added goal \"Visit /checkout/*/done\" to example.com.\n");
+    let out = footfall(dir, &["goal", "add", "--site", "example.com", "--event", "Signup", "--display-name", "Signups"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (args, error) in [
+        (&["goal", "add", "--site", "example.com", "--event", "Other", "--display-name", "Signups"][..], "goal: example.com already has a goal named \"Signups\""),
+        (&["goal", "add", "--site", "example.com", "--page", "checkout"][..], "goal: the goal's page path must start with '/'"),
+        (&["goal", "add", "--site", "nope.com", "--event", "X"][..], "site: no site nope.com"),
+        (&["goal", "add", "--site", "example.com", "--page", "/a", "--event", "X"][..], "cannot be used with"),
+        (&["goal", "add", "--site", "example.com"][..], "--page <PATH>"),
+    ] {
+        let out = footfall(dir, args, None);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out.stderr).contains(error), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = footfall(dir, &["goal", "list", "--site", "example.com"], None);
+    assert_eq!(text(&out.stdout), "Visit /checkout/*/done\tpage\t/checkout/*/done\nSignups\tevent\tSignup\n");
 }
 
 #[test]

@@ -69,7 +69,44 @@ async fn check(store: &SqliteStore, cache: &engine::DayCache, site: &Site, first
             }
         }
     }
+    // Goals, conversion rates and engagement metrics: plain parts by the planner's paths,
+    // against the same rewrite answered by scans.
+    let goals = store.goals(site.id).await.unwrap();
+    let goal = |name: &str| Filter::Match { dimension: Dimension::Goal, condition: footfall::query::Condition::Is(vec![name.into()]) };
+    let page = Filter::Match { dimension: Dimension::Page, condition: footfall::query::Condition::Contains(vec!["/".into()]) };
+    let derived_queries = [
+        (vec![Dimension::Goal], Filter::All),
+        (vec![Dimension::Visit(footfall::query::VisitProperty::Source)], goal("Signup")),
+        (vec![], goal("Visit /blog*")),
+        (vec![Dimension::Page], Filter::All),
+        (vec![Dimension::Goal, Dimension::Day], page.clone()),
+    ];
+    for (dims, filter) in derived_queries {
+        let q = StatsQuery { metrics: DERIVED_METRICS.to_vec(), dimensions: dims.clone(), filter: filter.clone() };
+        let planned = as_map(engine::answer_with(store, cache, site, &q, &range, far_future).await.unwrap().rows);
+        let scanned = as_map(footfall::query::derived::evaluate(&q, &goals, &site.timezone, &events));
+        prop_assert_eq!(planned.len(), scanned.len(), "groups for {:?} {:?}", dims, filter);
+        for (k, v) in &scanned {
+            let p = planned.get(k);
+            prop_assert!(p.is_some(), "{:?} {:?}: group {:?} missing", dims, filter, k);
+            for (a, b) in p.unwrap().iter().zip(v) {
+                prop_assert!((a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-9, "{:?} {:?} {:?}: planned {:?} vs scan {:?}", dims, filter, k, p, v);
+            }
+        }
+    }
     Ok(())
+}
+
+const DERIVED_METRICS: [footfall::query::Metric; 6] = {
+    use footfall::query::Metric::*;
+    [Visitors, Percentage, ConversionRate, GroupConversionRate, ScrollDepth, TimeOnPage]
+};
+
+async fn add_goals(store: &SqliteStore, site: &Site) {
+    use footfall::domain::GoalKind;
+    for kind in [GoalKind::Page("/blog*".into()), GoalKind::Event("Signup".into()), GoalKind::Page("/".into())] {
+        footfall::admin::add_goal(store, site.domain.as_str(), kind, None).await.unwrap();
+    }
 }
 
 proptest! {
@@ -87,6 +124,7 @@ proptest! {
             let store = SqliteStore::open(dir.path()).unwrap();
             let tz = Timezone::parse(TIMEZONES[tz]).unwrap();
             let site = footfall::admin::add_site(&store, "example.com", tz.name()).await.unwrap();
+            add_goals(&store, &site).await;
             let events = build(&raws, &tz);
             store.insert_events(events.iter().map(EncodedEvent::new).collect()).await.unwrap();
             let first = events.iter().map(|e| e.day).min().unwrap_or(LocalDay(20_000));
@@ -111,6 +149,7 @@ async fn day_close_rolls_up_closed_days_and_imports_invalidate_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     let site = footfall::admin::add_site(&store, "example.com", "Europe/Berlin").await.unwrap();
+    add_goals(&store, &site).await;
     let raws: Vec<_> = (0..300)
         .map(|i| common::synthetic::Raw { visitor: (i % 6) as u8, minute: (i * 29) % (3 * 24 * 60), kind: (i % 10) as u8, page: (i % 4) as usize, source: (i % 3) as usize, country: (i % 3) as usize, interactive: true, plan: None })
         .collect();

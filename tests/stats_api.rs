@@ -290,3 +290,83 @@ async fn comparisons_with_the_previous_period_and_a_custom_range() {
     }
     app.stop().await;
 }
+
+/// Goals from `footfall goal add`, as filters and a dimension, with conversion rates.
+#[tokio::test]
+async fn goals_and_conversion_rates() {
+    let (app, key) = app_with_traffic().await;
+    let store = app.store();
+    use footfall::domain::GoalKind;
+    footfall::admin::add_goal(store.as_ref(), "example.com", GoalKind::Page("/pric*".into()), None).await.unwrap();
+    footfall::admin::add_goal(store.as_ref(), "example.com", GoalKind::Event("Signup".into()), None).await.unwrap();
+    footfall::admin::add_goal(store.as_ref(), "example.com", GoalKind::Page("/nowhere".into()), None).await.unwrap();
+    let day = json!(["2026-11-02", "2026-11-02"]);
+
+    // Both visitors saw /pricing; only A signed up. A goal nobody completed is not listed.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "events", "conversion_rate"],
+        "dimensions": ["event:goal"]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([
+        {"dimensions": ["Visit /pric*"], "metrics": [2, 2, 100.0]},
+        {"dimensions": ["Signup"], "metrics": [1, 1, 50.0]},
+    ]));
+
+    // Signups by source: A's signup visit came from Google, and A was Google's only
+    // visitor; 1 of the day's 2 visitors converted.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "conversion_rate", "group_conversion_rate"],
+        "dimensions": ["visit:source"], "filters": [["is", "event:goal", ["Signup"]]]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([{"dimensions": ["Google"], "metrics": [1, 50.0, 100.0]}]));
+
+    // Plausible's behavioural example: a goal filter in an aggregate.
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "events", "conversion_rate"],
+        "filters": [["contains", "event:goal", ["Visit"]]]
+    })).await;
+    assert_eq!(body["results"], json!([{"dimensions": [], "metrics": [2, 2, 100.0]}]));
+
+    for (q, error) in [
+        (json!({"metrics": ["conversion_rate"]}), "metrics: conversion_rate requires an event:goal filter or dimension"),
+        (json!({"metrics": ["visitors"], "filters": [["is", "event:goal", ["Nope"]]]}), "filters: the goal \"Nope\" is not configured for this site"),
+        (json!({"metrics": ["scroll_depth"]}), "metrics: scroll_depth requires an event:page filter or dimension"),
+        (json!({"metrics": ["percentage"]}), "metrics: percentage requires a dimension"),
+    ] {
+        let mut q = q;
+        q["site_id"] = json!("example.com");
+        q["date_range"] = day.clone();
+        let (status, body) = query(&app, &key, q.clone()).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert_eq!(body["error"], error, "{q}");
+    }
+}
+
+/// Engagement events carry scroll depth and engaged time per page.
+#[tokio::test]
+async fn scroll_depth_and_time_on_page() {
+    let app = TestApp::spawn().await;
+    app.add_site("example.com", "UTC").await;
+    let key = footfall::admin::create_api_key(app.store().as_ref(), "test", Some("example.com")).await.unwrap();
+    for body in [
+        r#"{"n":"pageview","u":"https://example.com/doc","d":"example.com"}"#,
+        r#"{"n":"engagement","u":"https://example.com/doc","d":"example.com","sd":40,"e":3000}"#,
+        r#"{"n":"engagement","u":"https://example.com/doc","d":"example.com","sd":80,"e":12000}"#,
+        r#"{"n":"pageview","u":"https://example.com/other","d":"example.com"}"#,
+    ] {
+        assert_eq!(app.post_event(body, FIREFOX, "81.2.69.142").await.status(), 202);
+    }
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": "day", "metrics": ["visitors", "scroll_depth", "time_on_page"],
+        "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    // The deepest scroll of the visit on /doc (80), its 15 engaged seconds; /other
+    // reported nothing.
+    assert_eq!(body["results"], json!([
+        {"dimensions": ["/doc"], "metrics": [1, 80, 15]},
+        {"dimensions": ["/other"], "metrics": [1, null, null]},
+    ]));
+}

@@ -3,6 +3,7 @@
 //! produce the same integer sums (tested), so the answer does not depend on the path.
 
 use super::range::DateRange;
+use super::derived;
 use super::scan::{self, Sums};
 use super::segment::DaySegment;
 use super::{Dimension, Filter, Row, StatsQuery};
@@ -155,18 +156,76 @@ pub async fn answer_with(
     };
     let (from_ms, to_ms) = range.resolve(&site.timezone, now_ms, first_day);
     let day_aligned = !matches!(range, DateRange::Instants(..) | DateRange::Last24Hours | DateRange::Realtime);
+    let rows = if derived::is_plain(q) {
+        plain_rows(store, cache, site, q, day_aligned, from_ms, to_ms).await?
+    } else {
+        let goals = if derived::needs_goals(q) { store.goals(site.id).await? } else { Vec::new() };
+        let plan = derived::Plan::new(q, &goals);
+        let mut answers = Vec::with_capacity(plan.parts.len());
+        for part in &plan.parts {
+            answers.push(plain_rows(store, cache, site, part, day_aligned, from_ms, to_ms).await?);
+        }
+        let engagement = engagement_sums(store, site, &plan.engagement, from_ms, to_ms).await?;
+        plan.combine(answers, engagement)
+    };
+    Ok(Answer { rows, from_ms, to_ms })
+}
+
+/// Answers a plain question (core metrics, no goals) by the fastest exact path.
+async fn plain_rows(
+    store: &dyn Store,
+    cache: &DayCache,
+    site: &Site,
+    q: &StatsQuery,
+    day_aligned: bool,
+    from_ms: i64,
+    to_ms: i64,
+) -> StoreResult<Vec<Row>> {
     let rollable = q.filter == Filter::All
         && q.dimensions.len() <= 1
         && q.dimensions.iter().all(|d| matches!(d, Dimension::Day | Dimension::Week | Dimension::Month) || rollup_name(d).is_some());
-    let rows = if day_aligned && rollable && to_ms > from_ms {
-        from_rollups(store, cache, site, q, from_ms, to_ms).await?
+    if day_aligned && rollable && to_ms > from_ms {
+        from_rollups(store, cache, site, q, from_ms, to_ms).await
     } else if day_aligned && q.dimensions.len() <= 2 && to_ms > from_ms {
-        from_segments(store, cache, site, q, from_ms, to_ms).await?
+        from_segments(store, cache, site, q, from_ms, to_ms).await
     } else {
         let events = store.events(site.id, from_ms, to_ms).await?;
-        scan::evaluate(q, &site.timezone, &events)
-    };
-    Ok(Answer { rows, from_ms, to_ms })
+        Ok(scan::evaluate(q, &site.timezone, &events))
+    }
+}
+
+/// Engagement sums for each selection over `[from_ms, to_ms)`, read one local day at a
+/// time (visits never cross midnight, so the days' sums add up) off the async runtime.
+async fn engagement_sums(
+    store: &dyn Store,
+    site: &Site,
+    selections: &[(Vec<Dimension>, Filter)],
+    from_ms: i64,
+    to_ms: i64,
+) -> StoreResult<Vec<derived::EngagementGroups>> {
+    let mut out: Vec<derived::EngagementGroups> = vec![HashMap::new(); selections.len()];
+    if selections.is_empty() || to_ms <= from_ms {
+        return Ok(out);
+    }
+    let tz = &site.timezone;
+    let (mut day, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
+    while day <= last {
+        let (start, end) = tz.day_bounds(day);
+        let events = store.events(site.id, start.max(from_ms), end.min(to_ms)).await?;
+        let (selections, tz) = (selections.to_vec(), tz.clone());
+        let day_sums = tokio::task::spawn_blocking(move || {
+            selections.iter().map(|(dims, filter)| scan::engagement_sums(dims, filter, &tz, &events)).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("an engagement scan failed: {e}"))?;
+        for (acc, groups) in out.iter_mut().zip(day_sums) {
+            for (key, e) in groups {
+                acc.entry(key).or_default().add(&e);
+            }
+        }
+        day = day.next();
+    }
+    Ok(out)
 }
 
 fn rollup_name(d: &Dimension) -> Option<String> {

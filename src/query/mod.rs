@@ -2,6 +2,7 @@
 //! the dashboard, reports and alerts alike. Wire formats (Plausible's JSON) are parsed
 //! into it at the edge; this module knows nothing about JSON or SQL.
 
+pub mod derived;
 pub mod engine;
 pub mod range;
 pub mod scan;
@@ -21,6 +22,14 @@ pub enum Metric {
     BounceRate,
     VisitDuration,
     Percentage,
+    /// % of visitors who completed the goal, of all visitors without the goal filter.
+    ConversionRate,
+    /// Like `ConversionRate`, with the divisor taken per dimension group.
+    GroupConversionRate,
+    /// Mean over (visit, page) of the deepest scroll reported by engagement events.
+    ScrollDepth,
+    /// Engaged seconds on the page per visit that reported engagement there.
+    TimeOnPage,
 }
 
 impl Metric {
@@ -34,6 +43,10 @@ impl Metric {
             "bounce_rate" => Metric::BounceRate,
             "visit_duration" => Metric::VisitDuration,
             "percentage" => Metric::Percentage,
+            "conversion_rate" => Metric::ConversionRate,
+            "group_conversion_rate" => Metric::GroupConversionRate,
+            "scroll_depth" => Metric::ScrollDepth,
+            "time_on_page" => Metric::TimeOnPage,
             _ => return None,
         })
     }
@@ -47,7 +60,17 @@ impl Metric {
             Metric::BounceRate => "bounce_rate",
             Metric::VisitDuration => "visit_duration",
             Metric::Percentage => "percentage",
+            Metric::ConversionRate => "conversion_rate",
+            Metric::GroupConversionRate => "group_conversion_rate",
+            Metric::ScrollDepth => "scroll_depth",
+            Metric::TimeOnPage => "time_on_page",
         }
+    }
+
+    /// Whether the metric comes straight from a selection's integer sums; the others need
+    /// a second selection (conversion rates) or engagement events (see `derived`).
+    pub fn is_core(self) -> bool {
+        !matches!(self, Metric::ConversionRate | Metric::GroupConversionRate | Metric::ScrollDepth | Metric::TimeOnPage)
     }
 }
 
@@ -82,6 +105,8 @@ pub enum Dimension {
     Name,
     /// `event:hostname`.
     Hostname,
+    /// `event:goal`: the display name of each of the site's goals the event completes.
+    Goal,
     /// `event:props:<key>`; events without the prop have the value `(none)`.
     Prop(String),
     Visit(VisitProperty),
@@ -135,6 +160,7 @@ impl Dimension {
             "event:page" => Dimension::Page,
             "event:name" => Dimension::Name,
             "event:hostname" => Dimension::Hostname,
+            "event:goal" => Dimension::Goal,
             "time:day" | "time" => Dimension::Day,
             "time:hour" => Dimension::Hour,
             "time:week" => Dimension::Week,
@@ -171,6 +197,7 @@ impl fmt::Display for Dimension {
             Dimension::Page => "event:page",
             Dimension::Name => "event:name",
             Dimension::Hostname => "event:hostname",
+            Dimension::Goal => "event:goal",
             Dimension::Prop(k) => return write!(f, "event:props:{k}"),
             Dimension::Day => "time:day",
             Dimension::Hour => "time:hour",
@@ -231,6 +258,18 @@ pub enum Filter {
     Not(Box<Filter>),
 }
 
+impl Filter {
+    /// Whether the filter reads `dim` anywhere.
+    pub fn mentions(&self, dim: &Dimension) -> bool {
+        match self {
+            Filter::All => false,
+            Filter::Match { dimension, .. } => dimension == dim,
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(|f| f.mentions(dim)),
+            Filter::Not(f) => f.mentions(dim),
+        }
+    }
+}
+
 /// A question about one site's events. The time range is resolved to UTC milliseconds
 /// by the caller (from the site's timezone) before it gets here.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +277,31 @@ pub struct StatsQuery {
     pub metrics: Vec<Metric>,
     pub dimensions: Vec<Dimension>,
     pub filter: Filter,
+}
+
+impl StatsQuery {
+    /// Checks what a metric needs from the rest of the question, as Plausible does.
+    pub fn validate(&self) -> Result<(), String> {
+        let has = |d: &Dimension| self.dimensions.contains(d) || self.filter.mentions(d);
+        for m in &self.metrics {
+            match m {
+                Metric::ConversionRate | Metric::GroupConversionRate if !has(&Dimension::Goal) => {
+                    return Err(format!("metrics: {} requires an event:goal filter or dimension", m.name()));
+                }
+                Metric::ScrollDepth | Metric::TimeOnPage if !has(&Dimension::Page) => {
+                    return Err(format!("metrics: {} requires an event:page filter or dimension", m.name()));
+                }
+                Metric::Percentage if self.dimensions.is_empty() => {
+                    return Err("metrics: percentage requires a dimension".into());
+                }
+                _ => {}
+            }
+        }
+        if self.dimensions.iter().filter(|d| **d == Dimension::Goal).count() > 1 {
+            return Err("dimensions: event:goal is listed twice".into());
+        }
+        Ok(())
+    }
 }
 
 /// One result row: dimension values in query order, metric values in query order.

@@ -56,6 +56,8 @@ fn value(d: &Dimension, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) -
         Dimension::Page => e.facts.pathname.clone(),
         Dimension::Name => e.facts.name.clone(),
         Dimension::Hostname => e.facts.hostname.clone(),
+        // Goals are rewritten into plain filters before a scan (query::derived).
+        Dimension::Goal => String::new(),
         Dimension::Prop(k) => {
             e.facts.props.iter().find(|(pk, _)| pk == k).map(|(_, pv)| pv.clone()).unwrap_or_else(|| NO_PROP.to_string())
         }
@@ -111,6 +113,13 @@ pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums
         .into_iter()
         .map(|(dims, s)| Row { metrics: s.metrics(&q.metrics, total_visitors), dimensions: dims })
         .collect();
+    sort_rows(q, &mut rows);
+    rows
+}
+
+/// The default order: by time when a time dimension is asked, else by the first metric,
+/// largest first; ties by dimension values.
+pub fn sort_rows(q: &StatsQuery, rows: &mut [Row]) {
     let by_time = q.dimensions.iter().any(Dimension::is_time);
     rows.sort_by(|a, b| {
         if by_time {
@@ -120,7 +129,6 @@ pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums
             first(b).total_cmp(&first(a)).then_with(|| a.dimensions.cmp(&b.dimensions))
         }
     });
-    rows
 }
 
 /// Sums per group (dimension values in query order), and the whole selection's sums.
@@ -164,6 +172,8 @@ impl Sums {
                 Metric::VisitDuration => per_visit(self.duration_ms as f64 / 1000.0),
                 Metric::Percentage if total_visitors == 0 => 0.0,
                 Metric::Percentage => 100.0 * self.visitors as f64 / total_visitors as f64,
+                // Not computable from one selection's sums: see query::derived.
+                Metric::ConversionRate | Metric::GroupConversionRate | Metric::ScrollDepth | Metric::TimeOnPage => f64::NAN,
             })
             .collect()
     }
@@ -272,4 +282,49 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
         total.add(e, v.visitor, visit_of[i]);
     }
     (groups.iter().map(|(k, g)| (k.clone(), g.sums(&visits))).collect(), total.sums(&visits))
+}
+
+/// Engagement sums per group over the engagement events of `events`. An engagement event
+/// reports on a pageview of its page, so the filter and dimensions see it as one (its
+/// name reads `pageview`); its visit's attributes are the visit's, as for every event.
+pub fn engagement_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> super::derived::EngagementGroups {
+    use super::derived::Engagement;
+    let (visits, visit_of) = rebuild_visits(events);
+    // Per group: visits with engaged time, and each (visit, page)'s deepest scroll.
+    let mut time: HashMap<Vec<String>, (HashSet<usize>, u64)> = HashMap::new();
+    let mut scroll: HashMap<Vec<String>, HashMap<(usize, String), u8>> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if e.facts.kind != EventKind::Engagement || (e.facts.engaged_ms.is_none() && e.facts.scroll_depth.is_none()) {
+            continue;
+        }
+        let mut twin = e.clone();
+        twin.facts.kind = EventKind::Pageview;
+        twin.facts.name = "pageview".into();
+        let v = &visits[visit_of[i]];
+        if !matches(filter, &twin, v, events, tz) {
+            continue;
+        }
+        let key: Vec<String> = dimensions.iter().map(|d| value(d, &twin, v, events, tz)).collect();
+        if let Some(ms) = e.facts.engaged_ms {
+            let t = time.entry(key.clone()).or_default();
+            t.0.insert(visit_of[i]);
+            t.1 += ms as u64;
+        }
+        if let Some(sd) = e.facts.scroll_depth {
+            let deepest = scroll.entry(key).or_default().entry((visit_of[i], e.facts.pathname.clone())).or_insert(0);
+            *deepest = (*deepest).max(sd);
+        }
+    }
+    let mut out: super::derived::EngagementGroups = HashMap::new();
+    for (key, (vs, ms)) in time {
+        let g = out.entry(key).or_insert_with(Engagement::default);
+        g.time_visits = vs.len() as u64;
+        g.engaged_ms = ms;
+    }
+    for (key, pairs) in scroll {
+        let g = out.entry(key).or_insert_with(Engagement::default);
+        g.scroll_pairs = pairs.len() as u64;
+        g.scroll_sum = pairs.values().map(|&d| d as u64).sum();
+    }
+    out
 }

@@ -348,6 +348,9 @@ impl DaySegment {
                 Dimension::Page => Pred::Page(self.table(condition)),
                 Dimension::Name => Pred::Name(self.table(condition)),
                 Dimension::Hostname => Pred::Hostname(self.table(condition)),
+                // Goals are rewritten into plain filters before this (query::derived);
+                // like a scan, read the goal of an event as empty.
+                Dimension::Goal => Pred::Const(cond_matches(condition, "")),
                 Dimension::Visit(p) => Pred::Visit(property_index(*p), self.table(condition)),
                 Dimension::Prop(key) => match self.code_of(key) {
                     Some(k) => Pred::Prop(k, self.table(condition), cond_matches(condition, NO_PROP)),
@@ -399,7 +402,7 @@ impl DaySegment {
                 None => NONE,
             },
             Dimension::Hour => e.hour as u32,
-            Dimension::Day | Dimension::Week | Dimension::Month => 0,
+            Dimension::Day | Dimension::Week | Dimension::Month | Dimension::Goal => 0,
         }
     }
 
@@ -407,6 +410,7 @@ impl DaySegment {
         match d {
             Dimension::Hour => format!("{} {code:02}:00:00", self.day),
             Dimension::Day | Dimension::Week | Dimension::Month => self.time_value(d),
+            Dimension::Goal => String::new(),
             _ if code == NONE => NO_PROP.to_string(),
             _ => self.strings[code as usize].clone(),
         }

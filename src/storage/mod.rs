@@ -5,7 +5,7 @@
 pub mod codec;
 pub mod sqlite;
 
-use crate::domain::{Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};
+use crate::domain::{Domain, Event, EventKind, Goal, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};
 use crate::identity::DailySalt;
 use crate::query::scan::Sums;
 use crate::visits::LiveVisit;
@@ -122,6 +122,10 @@ pub trait Store: Send + Sync + 'static {
     async fn add_site(&self, domain: &Domain, timezone: Timezone) -> StoreResult<Site>;
     async fn site_by_domain(&self, domain: &str) -> StoreResult<Option<Site>>;
     async fn sites(&self) -> StoreResult<Vec<Site>>;
+    /// Adds a goal; `AlreadyExists` when the site has one with the same display name.
+    async fn add_goal(&self, site: SiteId, goal: &Goal) -> StoreResult<()>;
+    /// The site's goals in the order they were added.
+    async fn goals(&self, site: SiteId) -> StoreResult<Vec<Goal>>;
     async fn add_user(&self, email: &str, password_hash: &str, admin: bool) -> StoreResult<i64>;
     async fn add_api_key(&self, key: NewApiKey) -> StoreResult<i64>;
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;

@@ -5,7 +5,7 @@
 
 use super::{codec, ApiKey, EncodedEvent, ImportBatch, RollupRow, ImportKey, NewApiKey, PartitionEvent, Store, StoreError, StoreResult};
 use crate::domain::{
-    Domain, Event, EventKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId,
+    Domain, Event, EventKind, Goal, GoalKind, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId,
 };
 use crate::identity::DailySalt;
 use crate::query::scan::Sums;
@@ -93,6 +93,17 @@ CREATE TABLE rolled_up_days (
     built_at INTEGER NOT NULL,
     PRIMARY KEY (site_id, day)
 ) WITHOUT ROWID;
+"#, r#"
+-- A site's goals: kind 'page' (value: path with * wildcards) or 'event' (value: name).
+CREATE TABLE goals (
+    id INTEGER PRIMARY KEY,
+    site_id INTEGER NOT NULL REFERENCES sites(id),
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (site_id, display_name)
+);
 "#];
 
 pub struct SqliteStore {
@@ -331,6 +342,46 @@ impl Store for SqliteStore {
             })
             .await?;
         rows.into_iter().map(to_site).collect()
+    }
+
+    async fn add_goal(&self, site: SiteId, goal: &Goal) -> StoreResult<()> {
+        let goal = goal.clone();
+        self.write(move |c| {
+            let (kind, value) = match &goal.kind {
+                GoalKind::Page(p) => ("page", p),
+                GoalKind::Event(n) => ("event", n),
+            };
+            let res = c.execute(
+                "INSERT INTO goals (site_id, kind, value, display_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![site.0, kind, value, goal.display_name, now_ms()],
+            );
+            match res {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("goal {:?}", goal.display_name))),
+                Err(e) => Err(db_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn goals(&self, site: SiteId) -> StoreResult<Vec<Goal>> {
+        let rows = self
+            .read(move |c| {
+                let mut s = c.prepare_cached("SELECT kind, value, display_name FROM goals WHERE site_id = ?1 ORDER BY id").map_err(db_err)?;
+                let rows = s.query_map([site.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(kind, value, display_name)| {
+                let kind = match kind.as_str() {
+                    "page" => GoalKind::Page(value),
+                    "event" => GoalKind::Event(value),
+                    other => return Err(StoreError::Other(anyhow!("goal {display_name:?} has unknown kind {other:?}"))),
+                };
+                Ok(Goal { display_name, kind })
+            })
+            .collect()
     }
 
     async fn add_user(&self, email: &str, password_hash: &str, admin: bool) -> StoreResult<i64> {

@@ -4,9 +4,9 @@
 use super::error::ApiError;
 use super::AppState;
 use crate::admin::hash_api_key;
-use crate::domain::{LocalDay, Site};
+use crate::domain::{Goal, LocalDay, Site};
 use crate::query::range::DateRange;
-use crate::query::{engine, Condition, Dimension, Filter, Metric, Row, StatsQuery};
+use crate::query::{derived, engine, Condition, Dimension, Filter, Metric, Row, StatsQuery};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -62,9 +62,30 @@ pub(super) async fn find_site(app: &AppState, site_id: &str) -> Result<Arc<Site>
 /// Resolves the range in the site's timezone and answers the query. Returns the rows and
 /// the resolved `[from, to)` range.
 pub(super) async fn execute(app: &AppState, site: &Site, query: &StatsQuery, range: &DateRange) -> Result<(Vec<Row>, i64, i64), ApiError> {
+    query.validate().map_err(bad)?;
+    if derived::needs_goals(query) {
+        let goals = app.store.goals(site.id).await.map_err(|e| ApiError::dependency("storage", &e))?;
+        check_goal_names(&query.filter, &goals)?;
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let a = engine::answer_with(app.store.as_ref(), &app.rollups, site, query, range, now).await.map_err(|e| ApiError::dependency("storage", &e))?;
     Ok((a.rows, a.from_ms, a.to_ms))
+}
+
+/// An `is` condition on `event:goal` must name configured goals, as in Plausible.
+fn check_goal_names(f: &Filter, goals: &[Goal]) -> Result<(), ApiError> {
+    match f {
+        Filter::All => Ok(()),
+        Filter::And(fs) | Filter::Or(fs) => fs.iter().try_for_each(|f| check_goal_names(f, goals)),
+        Filter::Not(f) => check_goal_names(f, goals),
+        Filter::Match { dimension: Dimension::Goal, condition: Condition::Is(names) } => {
+            match names.iter().find(|n| !goals.iter().any(|g| &g.display_name == *n)) {
+                Some(missing) => Err(bad(format!("filters: the goal {missing:?} is not configured for this site"))),
+                None => Ok(()),
+            }
+        }
+        Filter::Match { .. } => Ok(()),
+    }
 }
 
 pub(super) fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
@@ -190,13 +211,16 @@ pub(super) fn comparison_range(c: &Comparison, site: &Site, from: i64, to: i64) 
 }
 
 /// Plausible's change: relative percent, rounded; bounce rate as a difference in points.
-pub(super) fn change(m: Metric, current: f64, previous: f64) -> i64 {
-    match m {
+pub(super) fn change(m: Metric, current: f64, previous: f64) -> Option<i64> {
+    if current.is_nan() || previous.is_nan() {
+        return None;
+    }
+    Some(match m {
         Metric::BounceRate => (current.round() - previous.round()) as i64,
         _ if previous == 0.0 && current == 0.0 => 0,
         _ if previous == 0.0 => 100,
         _ => ((current - previous) / previous * 100.0).round() as i64,
-    }
+    })
 }
 
 /// Every bucket of a day-granular time dimension over `[from, to)` in the site's timezone.
@@ -205,11 +229,17 @@ pub(super) fn time_buckets(d: &Dimension, site: &Site, from: i64, to: i64) -> Op
 }
 
 pub(super) fn round(m: Metric, v: f64) -> Value {
+    if v.is_nan() {
+        // Nothing to average (e.g. no scroll depth reported): Plausible answers null.
+        return Value::Null;
+    }
     match m {
         Metric::Visitors | Metric::Visits | Metric::Pageviews | Metric::Events => json!(v.round() as i64),
         Metric::BounceRate | Metric::VisitDuration => json!(v.round() as i64),
         Metric::ViewsPerVisit => json!((v * 100.0).round() / 100.0),
         Metric::Percentage => json!((v * 10.0).round() / 10.0),
+        Metric::ConversionRate | Metric::GroupConversionRate => json!((v * 100.0).round() / 100.0),
+        Metric::ScrollDepth | Metric::TimeOnPage => json!(v.round() as i64),
     }
 }
 

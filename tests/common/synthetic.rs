@@ -46,7 +46,8 @@ pub fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
             let name = match kind {
                 EventKind::Pageview => "pageview",
                 EventKind::Engagement => "engagement",
-                EventKind::Custom => "Signup",
+                EventKind::Custom if r.kind == 2 => "Signup",
+                EventKind::Custom => "Download",
             };
             Event {
                 site_id: SiteId(1),
@@ -73,8 +74,10 @@ pub fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
                     city: String::new(),
                     props: r.plan.map(|p| vec![("plan".to_string(), format!("p{p}"))]).unwrap_or_default(),
                     revenue: None,
-                    scroll_depth: None,
-                    engaged_ms: None,
+                    // Engagement events report a scroll depth and engaged time, now and
+                    // then one of them alone.
+                    scroll_depth: (kind == EventKind::Engagement && r.minute % 5 != 0).then_some((r.minute * 7 % 101) as u8),
+                    engaged_ms: (kind == EventKind::Engagement && r.minute % 7 != 0).then_some((r.minute * 131 % 90_000) as u32),
                 },
             }
         })
