@@ -249,7 +249,7 @@ fn completes(g: &Goal, e: &Event) -> bool {
 
 fn goal_selected(c: &Condition, g: &Goal) -> bool {
     match c {
-        Condition::Is(names) => names.iter().any(|n| *n == g.display_name),
+        Condition::Is(names) => names.contains(&g.display_name),
         Condition::Contains(parts) => parts.iter().any(|p| g.display_name.contains(p.as_str())),
         Condition::Matches(res) => res.iter().any(|r| r.is_match(&g.display_name)),
     }

@@ -212,7 +212,7 @@ async fn engagement_sums(
     while day <= last {
         let (start, end) = tz.day_bounds(day);
         let events = store.events(site.id, start.max(from_ms), end.min(to_ms)).await?;
-        let (selections, tz) = (selections.to_vec(), tz.clone());
+        let (selections, tz) = (selections.to_vec(), *tz);
         let day_sums = tokio::task::spawn_blocking(move || {
             selections.iter().map(|(dims, filter)| scan::engagement_sums(dims, filter, &tz, &events)).collect::<Vec<_>>()
         })

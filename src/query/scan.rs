@@ -288,7 +288,6 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
 /// reports on a pageview of its page, so the filter and dimensions see it as one (its
 /// name reads `pageview`); its visit's attributes are the visit's, as for every event.
 pub fn engagement_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> super::derived::EngagementGroups {
-    use super::derived::Engagement;
     let (visits, visit_of) = rebuild_visits(events);
     // Per group: visits with engaged time, and each (visit, page)'s deepest scroll.
     let mut time: HashMap<Vec<String>, (HashSet<usize>, u64)> = HashMap::new();
@@ -317,12 +316,12 @@ pub fn engagement_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone,
     }
     let mut out: super::derived::EngagementGroups = HashMap::new();
     for (key, (vs, ms)) in time {
-        let g = out.entry(key).or_insert_with(Engagement::default);
+        let g = out.entry(key).or_default();
         g.time_visits = vs.len() as u64;
         g.engaged_ms = ms;
     }
     for (key, pairs) in scroll {
-        let g = out.entry(key).or_insert_with(Engagement::default);
+        let g = out.entry(key).or_default();
         g.scroll_pairs = pairs.len() as u64;
         g.scroll_sum = pairs.values().map(|&d| d as u64).sum();
     }
