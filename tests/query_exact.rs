@@ -71,6 +71,8 @@ fn ref_filter(f: &Filter, e: &Event, v: &RefVisit, events: &[Event], tz: &Timezo
         Filter::And(fs) => fs.iter().all(|f| ref_filter(f, e, v, events, tz)),
         Filter::Or(fs) => fs.iter().any(|f| ref_filter(f, e, v, events, tz)),
         Filter::Not(f) => !ref_filter(f, e, v, events, tz),
+        // The visit has another (non-engagement) event passing the inner filter.
+        Filter::HasDone(f) => v.events.iter().any(|&j| events[j].facts.kind != EventKind::Engagement && ref_filter(f, &events[j], v, events, tz)),
         Filter::Match { dimension, condition } => {
             let x = ref_dim(dimension, e, v, events, tz);
             match condition {
@@ -121,6 +123,7 @@ fn leaf() -> impl Strategy<Value = Filter> {
 fn filter() -> impl Strategy<Value = Filter> {
     leaf().prop_recursive(2, 6, 3, |inner| {
         prop_oneof![
+            inner.clone().prop_map(|f| Filter::HasDone(Box::new(f))),
             proptest::collection::vec(inner.clone(), 1..3).prop_map(Filter::And),
             proptest::collection::vec(inner.clone(), 1..3).prop_map(Filter::Or),
             inner.prop_map(|f| Filter::Not(Box::new(f))),
@@ -261,6 +264,7 @@ fn ref_goal_filter(f: &Filter, e: &Event, v: &RefVisit, events: &[Event], tz: &T
         Filter::And(fs) => fs.iter().all(|f| ref_goal_filter(f, e, v, events, tz, goals)),
         Filter::Or(fs) => fs.iter().any(|f| ref_goal_filter(f, e, v, events, tz, goals)),
         Filter::Not(f) => !ref_goal_filter(f, e, v, events, tz, goals),
+        Filter::HasDone(f) => v.events.iter().any(|&j| events[j].facts.kind != EventKind::Engagement && ref_goal_filter(f, &events[j], v, events, tz, goals)),
         Filter::Match { dimension: Dimension::Goal, condition } => goals.iter().any(|g| goal_selected(condition, g) && completes(g, e)),
         other => ref_filter(other, e, v, events, tz),
     }
@@ -422,6 +426,7 @@ fn goal_leaf() -> impl Strategy<Value = Filter> {
         Just(goal(Condition::Contains(vec!["Visit".into()]))),
         Just(goal(Condition::Is(vec!["Any page".into()]))),
         Just(Filter::Not(Box::new(goal(Condition::Is(vec!["Visit /a".into()]))))),
+        Just(Filter::HasDone(Box::new(goal(Condition::Is(vec!["Signup".into()]))))),
     ]
 }
 

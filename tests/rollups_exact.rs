@@ -26,6 +26,8 @@ fn filtered_queries() -> Vec<(Vec<Dimension>, Filter)> {
         Filter::Match { dimension: Dimension::Page, condition: Condition::Contains(vec!["blog".into()]) },
         Filter::Not(Box::new(Filter::Match { dimension: Dimension::Visit(VisitProperty::Source), condition: Condition::Is(vec!["Google".into()]) })),
         Filter::Match { dimension: Dimension::Prop("plan".into()), condition: Condition::Is(vec!["(none)".into()]) },
+        Filter::HasDone(Box::new(Filter::Match { dimension: Dimension::Page, condition: Condition::Is(vec!["/a".into()]) })),
+        Filter::Not(Box::new(Filter::HasDone(Box::new(Filter::Match { dimension: Dimension::Name, condition: Condition::Is(vec!["Signup".into()]) })))),
     ];
     let dims = [
         vec![],

@@ -329,7 +329,32 @@ async fn goals_and_conversion_rates() {
     })).await;
     assert_eq!(body["results"], json!([{"dimensions": [], "metrics": [2, 2, 100.0]}]));
 
+    // Plausible's behavioural-filter example: signups among visits that saw a page.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors"],
+        "filters": [["is", "event:goal", ["Signup"]], ["has_done", ["is", "event:page", ["/"]]]]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["metrics"], json!([1]));
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors", "visits"],
+        "filters": [["has_not_done", ["is", "event:goal", ["Signup"]]]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([2, 2]), "B's visit and A's second visit");
+    // Case-insensitive modifiers, as in Plausible's example.
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["pageviews"],
+        "filters": [["contains", "event:page", ["PRIC"], {"case_sensitive": false}]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([2]));
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["pageviews"],
+        "filters": [["is", "event:page", ["/BLOG"], {"case_sensitive": false}]]
+    })).await;
+    assert_eq!(body["results"][0]["metrics"], json!([1]));
+
     for (q, error) in [
+        (json!({"metrics": ["visitors"], "filters": [["is", "event:page", ["/"], {"case_sensitive": "no"}]]}), "filters: case_sensitive must be true or false, got \"no\""),
         (json!({"metrics": ["conversion_rate"]}), "metrics: conversion_rate requires an event:goal filter or dimension"),
         (json!({"metrics": ["visitors"], "filters": [["is", "event:goal", ["Nope"]]]}), "filters: the goal \"Nope\" is not configured for this site"),
         (json!({"metrics": ["scroll_depth"]}), "metrics: scroll_depth requires an event:page filter or dimension"),

@@ -99,6 +99,7 @@ fn expand(f: &Filter, goals: &[Goal]) -> Filter {
         Filter::And(fs) => Filter::And(fs.iter().map(|f| expand(f, goals)).collect()),
         Filter::Or(fs) => Filter::Or(fs.iter().map(|f| expand(f, goals)).collect()),
         Filter::Not(f) => Filter::Not(Box::new(expand(f, goals))),
+        Filter::HasDone(f) => Filter::HasDone(Box::new(expand(f, goals))),
     }
 }
 

@@ -256,6 +256,9 @@ pub enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
+    /// Selects whole visits with at least one (non-engagement) event matching the inner
+    /// filter (`has_done`; `has_not_done` is its negation).
+    HasDone(Box<Filter>),
 }
 
 impl Filter {
@@ -265,7 +268,7 @@ impl Filter {
             Filter::All => false,
             Filter::Match { dimension, .. } => dimension == dim,
             Filter::And(fs) | Filter::Or(fs) => fs.iter().any(|f| f.mentions(dim)),
-            Filter::Not(f) => f.mentions(dim),
+            Filter::Not(f) | Filter::HasDone(f) => f.mentions(dim),
         }
     }
 }

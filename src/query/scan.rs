@@ -20,6 +20,8 @@ pub(crate) struct Visit {
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
     pub(crate) counting: u32,
+    /// Indices of the visit's events, in time order.
+    pub(crate) members: Vec<usize>,
 }
 
 pub(crate) fn visit_value<'a>(p: VisitProperty, v: &Visit, events: &'a [Event]) -> &'a str {
@@ -76,6 +78,9 @@ fn matches(f: &Filter, e: &Event, v: &Visit, events: &[Event], tz: &Timezone) ->
         Filter::And(fs) => fs.iter().all(|f| matches(f, e, v, events, tz)),
         Filter::Or(fs) => fs.iter().any(|f| matches(f, e, v, events, tz)),
         Filter::Not(f) => !matches(f, e, v, events, tz),
+        Filter::HasDone(f) => {
+            v.members.iter().any(|&j| events[j].facts.kind != EventKind::Engagement && matches(f, &events[j], v, events, tz))
+        }
         Filter::Match { dimension, condition } => {
             let actual = value(dimension, e, v, events, tz);
             match condition {
@@ -200,11 +205,13 @@ pub(crate) fn rebuild_visits(events: &[Event]) -> (Vec<Visit>, Vec<usize>) {
                 first_ts: e.ts_ms,
                 last_ts: e.ts_ms,
                 counting: 0,
+                members: Vec::new(),
             });
             visits.len() - 1
         });
         visit_of[i] = vi;
         let v = &mut visits[vi];
+        v.members.push(i);
         v.last_ts = e.ts_ms;
         if counts_as_event(e.facts.kind, e.facts.interactive) {
             v.counting += 1;

@@ -116,6 +116,7 @@ fn visit_level_filter(f: &Filter) -> bool {
         Filter::All => true,
         Filter::And(fs) | Filter::Or(fs) => fs.iter().all(visit_level_filter),
         Filter::Not(f) => visit_level_filter(f),
+        Filter::HasDone(_) => true,
         Filter::Match { dimension, .. } => matches!(dimension, Dimension::Visit(_) | Dimension::Day | Dimension::Week | Dimension::Month),
     }
 }
@@ -163,6 +164,8 @@ enum Pred {
     Const(bool),
     And(Vec<Pred>),
     Or(Vec<Pred>),
+    /// Some event of the tested event's visit passes.
+    HasDone(Box<Pred>),
     Not(Box<Pred>),
     /// The truth table is indexed by the code of the event's value.
     Page(Vec<bool>),
@@ -344,6 +347,7 @@ impl DaySegment {
             Filter::And(fs) => Pred::And(fs.iter().map(|f| self.compile(f)).collect()),
             Filter::Or(fs) => Pred::Or(fs.iter().map(|f| self.compile(f)).collect()),
             Filter::Not(f) => Pred::Not(Box::new(self.compile(f))),
+            Filter::HasDone(f) => Pred::HasDone(Box::new(self.compile(f))),
             Filter::Match { dimension, condition } => match dimension {
                 Dimension::Page => Pred::Page(self.table(condition)),
                 Dimension::Name => Pred::Name(self.table(condition)),
@@ -379,6 +383,10 @@ impl DaySegment {
             Pred::And(ps) => ps.iter().all(|p| self.test(p, e)),
             Pred::Or(ps) => ps.iter().any(|p| self.test(p, e)),
             Pred::Not(p) => !self.test(p, e),
+            Pred::HasDone(p) => {
+                let v = &self.visits[e.visit as usize];
+                (v.first_event..v.first_event + v.event_count).any(|k| self.test(p, &self.events[k as usize]))
+            }
             Pred::Page(t) => t[e.page as usize],
             Pred::Name(t) => t[e.name as usize],
             Pred::Hostname(t) => t[e.hostname as usize],

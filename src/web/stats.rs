@@ -77,7 +77,7 @@ fn check_goal_names(f: &Filter, goals: &[Goal]) -> Result<(), ApiError> {
     match f {
         Filter::All => Ok(()),
         Filter::And(fs) | Filter::Or(fs) => fs.iter().try_for_each(|f| check_goal_names(f, goals)),
-        Filter::Not(f) => check_goal_names(f, goals),
+        Filter::Not(f) | Filter::HasDone(f) => check_goal_names(f, goals),
         Filter::Match { dimension: Dimension::Goal, condition: Condition::Is(names) } => {
             match names.iter().find(|n| !goals.iter().any(|g| &g.display_name == *n)) {
                 Some(missing) => Err(bad(format!("filters: the goal {missing:?} is not configured for this site"))),
@@ -133,13 +133,32 @@ fn parse_filter(v: &Value) -> Result<Filter, ApiError> {
             Ok(if op == "and" { Filter::And(parsed) } else { Filter::Or(parsed) })
         }
         ("not", 2) => Ok(Filter::Not(Box::new(parse_filter(&items[1])?))),
+        ("has_done", 2) => Ok(Filter::HasDone(Box::new(parse_filter(&items[1])?))),
+        ("has_not_done", 2) => Ok(Filter::Not(Box::new(Filter::HasDone(Box::new(parse_filter(&items[1])?))))),
         ("is" | "is_not" | "contains" | "contains_not" | "matches" | "matches_not", 3 | 4) => {
             let dim_name = items[1].as_str().ok_or_else(|| bad(format!("filters: invalid dimension in {v}")))?;
             let dimension = Dimension::parse(dim_name)
                 .filter(|d| !d.is_time())
                 .ok_or_else(|| bad(format!("filters: invalid dimension {dim_name:?}")))?;
             let values = strings(&items[2], "filters")?;
-            let condition = match op.trim_end_matches("_not") {
+            let case_sensitive = match items.get(3) {
+                None => true,
+                Some(Value::Object(m)) => match m.get("case_sensitive") {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => return Err(bad(format!("filters: case_sensitive must be true or false, got {other}"))),
+                },
+                Some(other) => return Err(bad(format!("filters: modifiers must be an object, got {other}"))),
+            };
+            let base = op.trim_end_matches("_not");
+            if !case_sensitive && base != "matches" {
+                // Case-insensitive `is` and `contains` become anchored or free regexes.
+                let pattern = |v: &String| if base == "is" { format!("^(?i:{})$", regex::escape(v)) } else { format!("(?i:{})", regex::escape(v)) };
+                let res = values.iter().map(|v| regex::Regex::new(&pattern(v)).map_err(|e| bad(format!("filters: {e}")))).collect::<Result<Vec<_>, _>>()?;
+                let m = Filter::Match { dimension, condition: Condition::Matches(res) };
+                return Ok(if op.ends_with("_not") { Filter::Not(Box::new(m)) } else { m });
+            }
+            let condition = match base {
                 "is" => Condition::Is(values),
                 "contains" => Condition::Contains(values),
                 _ => Condition::Matches(
@@ -148,6 +167,7 @@ fn parse_filter(v: &Value) -> Result<Filter, ApiError> {
                         .map(|p| {
                             regex::RegexBuilder::new(p)
                                 .size_limit(1 << 20)
+                                .case_insensitive(!case_sensitive)
                                 .build()
                                 .map_err(|e| bad(format!("filters: invalid regular expression {p:?}: {e}")))
                         })
