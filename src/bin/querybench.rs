@@ -20,7 +20,7 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: footfall-querybench [--events 1000000] [--days 30] [--runs 5] [--data-dir DIR]";
+const USAGE: &str = "usage: footfall-querybench [--events 1000000] [--days 30] [--runs 5] [--data-dir DIR] [--duckdb-python PYTHON]";
 
 const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -38,10 +38,12 @@ struct Options {
     days: i32,
     runs: usize,
     data_dir: Option<std::path::PathBuf>,
+    /// A Python with the `duckdb` package: the reference is measured with it.
+    duckdb_python: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { events: 1_000_000, days: 30, runs: 5, data_dir: None };
+    let mut o = Options { events: 1_000_000, days: 30, runs: 5, data_dir: None, duckdb_python: None };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let v = it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -50,6 +52,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--days" => o.days = v.parse::<i32>().context("--days")?.clamp(1, 365),
             "--runs" => o.runs = v.parse::<usize>().context("--runs")?.clamp(1, 100),
             "--data-dir" => o.data_dir = Some(v.into()),
+            "--duckdb-python" => o.duckdb_python = Some(v.into()),
             _ => bail!("unknown flag {flag}\n{USAGE}"),
         }
     }
@@ -134,18 +137,25 @@ struct Bench<'a> {
     now: i64,
 }
 
-async fn time_dashboard(b: &Bench<'_>, filter: &Filter, runs: usize) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+/// Timings of one dashboard: the median total and the median of each question (ms), and
+/// the aggregate's metrics.
+type Timed = (f64, Vec<(String, f64)>, Vec<f64>);
+
+async fn time_dashboard(b: &Bench<'_>, filter: &Filter, runs: usize) -> anyhow::Result<Timed> {
     let Bench { store, cache, site, current, previous, now } = b;
     let (store, now) = (*store, *now);
     let mut totals = Vec::new();
     let mut per_query: Vec<Vec<f64>> = Vec::new();
+    let mut aggregate = Vec::new();
     for run in 0..=runs {
         let started = Instant::now();
         let mut times = Vec::new();
         for (name, q, prev) in dashboard(filter) {
             let t = Instant::now();
             let a = engine::answer_with(store, cache, site, &q, if prev { previous } else { current }, now).await?;
-            std::hint::black_box(a.rows.len());
+            if name == "aggregate" {
+                aggregate = a.rows.first().map(|r| r.metrics.clone()).unwrap_or_default();
+            }
             times.push((name.to_string(), t.elapsed().as_secs_f64() * 1000.0));
         }
         // The first run warms caches and is not counted.
@@ -160,8 +170,85 @@ async fn time_dashboard(b: &Bench<'_>, filter: &Filter, runs: usize) -> anyhow::
     };
     let names: Vec<String> = dashboard(filter).into_iter().map(|(n, _, _)| n.to_string()).collect();
     let per = names.into_iter().enumerate().map(|(i, n)| (n, median(per_query.iter().map(|r| r[i]).collect()))).collect();
-    Ok((median(totals), per))
+    Ok((median(totals), per, aggregate))
 }
+
+/// Writes the site's raw events of `[from, to)` as CSV for the DuckDB reference, one local
+/// day at a time. Ids are written as signed 64-bit integers.
+async fn export_csv(store: &dyn Store, site: &Site, first: LocalDay, last: LocalDay, path: &std::path::Path) -> anyhow::Result<u64> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(out, "ts,visitor,visit,kind,counting,pathname,source,country,browser,os,device")?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut rows = 0u64;
+    let mut day = first;
+    while day <= last {
+        let (from, to) = site.timezone.day_bounds(day);
+        for e in store.events(site.id, from, to).await? {
+            let f = &e.facts;
+            let kind = match f.kind {
+                footfall::domain::EventKind::Pageview => 0,
+                footfall::domain::EventKind::Custom => 1,
+                footfall::domain::EventKind::Engagement => 2,
+            };
+            writeln!(
+                out,
+                "{},{},{},{kind},{},{},{},{},{},{},{}",
+                e.ts_ms,
+                e.visitor_id.0 as i64,
+                e.visit_id.0 as i64,
+                footfall::domain::counts_as_event(f.kind, f.interactive) as u8,
+                quote(&f.pathname),
+                quote(&f.source),
+                quote(&f.country),
+                quote(&f.browser),
+                quote(&f.os),
+                quote(&f.device),
+            )?;
+            rows += 1;
+        }
+        day = day.next();
+    }
+    out.flush()?;
+    Ok(rows)
+}
+
+#[derive(serde::Deserialize)]
+struct DuckDbDashboard {
+    median_ms: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct DuckDbReport {
+    load_s: f64,
+    aggregate: Vec<Option<f64>>,
+    dashboards: std::collections::HashMap<String, DuckDbDashboard>,
+}
+
+/// Exports the events, asks DuckDB the same dashboards, and returns its report.
+async fn run_duckdb(python: &std::path::Path, store: &dyn Store, site: &Site, first: LocalDay, days: i32, runs: usize, dir: &std::path::Path) -> anyhow::Result<DuckDbReport> {
+    let csv = dir.join("events.csv");
+    let t = Instant::now();
+    let rows = export_csv(store, site, first, LocalDay(first.0 + days - 1), &csv).await?;
+    println!("  DuckDB reference: exported {rows} events as CSV in {:.1} s", t.elapsed().as_secs_f64());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/duckdb_dashboard.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&csv)
+        .args(["--first-day", &first.0.to_string(), "--days", &days.to_string(), "--runs", &runs.to_string()])
+        .args(["--page", PAGE, "--country", COUNTRY])
+        .output()
+        .with_context(|| format!("while running {}", python.display()))?;
+    std::fs::remove_file(&csv).ok();
+    if !out.status.success() {
+        bail!("the DuckDB reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report: DuckDbReport = serde_json::from_slice(&out.stdout).context("while reading the DuckDB reference's report")?;
+    println!("  DuckDB reference: loaded the CSV into a native table in {:.1} s", report.load_s);
+    Ok(report)
+}
+
+const PAGE: &str = "/blog/post-8";
+const COUNTRY: &str = "US";
 
 /// Generates the traffic, imports it, runs the day close, and reports the load figures.
 async fn load(store: &SqliteStore, site: &Site, dir: &std::path::Path, o: &Options, now: i64) -> anyhow::Result<()> {
@@ -221,13 +308,28 @@ async fn main() -> anyhow::Result<()> {
     let previous = DateRange::Dates(LocalDay(first.0 - o.days).date(), LocalDay(first.0 - 1).date());
     let cache = engine::DayCache::default();
     let bench = Bench { store: &store, cache: &cache, site: &site, current, previous, now };
-    let page = Filter::Match { dimension: Dimension::Page, condition: Condition::Is(vec!["/blog/post-8".into()]) };
-    let country = Filter::Match { dimension: Dimension::Visit(VisitProperty::Country), condition: Condition::Is(vec!["US".into()]) };
-    for (label, filter, target) in [("unfiltered", Filter::All, 50.0), ("filtered by page", page, 300.0), ("filtered by country", country, 300.0)] {
+    let page = Filter::Match { dimension: Dimension::Page, condition: Condition::Is(vec![PAGE.into()]) };
+    let country = Filter::Match { dimension: Dimension::Visit(VisitProperty::Country), condition: Condition::Is(vec![COUNTRY.into()]) };
+    let reference = match &o.duckdb_python {
+        Some(python) => Some(run_duckdb(python, &store, &site, first, o.days, o.runs, &dir).await?),
+        None => None,
+    };
+    // Targets (SPEC §5): <= 50 ms and >= 10x DuckDB unfiltered; <= 300 ms and no slower
+    // than DuckDB filtered.
+    for (label, filter, target, factor) in [("unfiltered", Filter::All, 50.0, 10.0), ("filtered by page", page, 300.0, 1.0), ("filtered by country", country, 300.0, 1.0)] {
         let runs = if filter == Filter::All { o.runs } else { o.runs.min(3) };
-        let (total, per) = time_dashboard(&bench, &filter, runs).await?;
+        let (total, per, aggregate) = time_dashboard(&bench, &filter, runs).await?;
         println!("  dashboard {label}: {total:.1} ms median of {runs} warm runs (target <= {target} ms)");
         println!("    {}", per.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect::<Vec<_>>().join(", "));
+        if let Some(r) = &reference {
+            let d = r.dashboards.get(label).map(|d| d.median_ms).unwrap_or(f64::NAN);
+            println!("    DuckDB {d:.1} ms: Footfall is {:.1}x faster (target >= {factor}x)", d / total);
+            if filter == Filter::All {
+                let agree = aggregate.len() == r.aggregate.len()
+                    && aggregate.iter().zip(&r.aggregate).all(|(a, b)| b.is_some_and(|b| (a - b).abs() <= 1e-6 * b.abs().max(1.0)));
+                println!("    aggregate: Footfall {aggregate:?}, DuckDB {:?}: {}", r.aggregate, if agree { "the same" } else { "DIFFERENT" });
+            }
+        }
     }
     Ok(())
 }
