@@ -290,7 +290,7 @@ fn pageview_twin(e: &Event) -> Event {
     t
 }
 
-const GOAL_METRICS: [Metric; 12] = [
+const GOAL_METRICS: [Metric; 14] = [
     Metric::Visitors,
     Metric::Visits,
     Metric::Pageviews,
@@ -303,6 +303,8 @@ const GOAL_METRICS: [Metric; 12] = [
     Metric::GroupConversionRate,
     Metric::ScrollDepth,
     Metric::TimeOnPage,
+    Metric::TotalRevenue,
+    Metric::AverageRevenue,
 ];
 
 fn reference_with_goals(q: &StatsQuery, goals: &[Goal], tz: &Timezone, events: &[Event]) -> HashMap<Vec<String>, Vec<f64>> {
@@ -376,6 +378,10 @@ fn reference_with_goals(q: &StatsQuery, goals: &[Goal], tz: &Timezone, events: &
                     (ts.iter().max().unwrap() - ts.iter().min().unwrap()) as f64 / 1000.0
                 })
                 .sum();
+            // Revenue in cents (the fixture's amounts have two decimals); one currency or none.
+            let paid: Vec<&Revenue> = idx.iter().filter_map(|&i| events[i].facts.revenue.as_ref()).collect();
+            let cents: i64 = paid.iter().map(|r| { let (w, f) = r.amount.split_once('.').unwrap(); w.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap() }).sum();
+            let one_currency = !paid.is_empty() && paid.iter().all(|r| r.currency == paid[0].currency);
             let pct = |part: f64, whole: f64| if whole > 0.0 { 100.0 * part / whole } else { 0.0 };
             let plain_key: Vec<String> = key.iter().zip(&q.dimensions).filter(|(_, d)| **d != Dimension::Goal).map(|(k, _)| k.clone()).collect();
             let metrics = q
@@ -400,6 +406,9 @@ fn reference_with_goals(q: &StatsQuery, goals: &[Goal], tz: &Timezone, events: &
                         Some((vs, ms)) if !vs.is_empty() => *ms as f64 / 1000.0 / vs.len() as f64,
                         _ => f64::NAN,
                     },
+                    Metric::TotalRevenue if one_currency => cents as f64 / 100.0,
+                    Metric::AverageRevenue if one_currency => cents as f64 / 100.0 / paid.len() as f64,
+                    Metric::TotalRevenue | Metric::AverageRevenue => f64::NAN,
                 })
                 .collect();
             (key, metrics)

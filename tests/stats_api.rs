@@ -329,6 +329,13 @@ async fn goals_and_conversion_rates() {
     })).await;
     assert_eq!(body["results"], json!([{"dimensions": [], "metrics": [2, 2, 100.0]}]));
 
+    // Plausible's imports example: imported events are stored like live ones.
+    let (_, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": "all", "metrics": ["visitors"], "dimensions": ["visit:source"], "include": {"imports": true}
+    })).await;
+    assert_eq!(body["meta"]["imports_included"], json!(true));
+    assert_eq!(body["results"][0], json!({"dimensions": ["Direct / None"], "metrics": [2]}));
+
     // Plausible's behavioural-filter example: signups among visits that saw a page.
     let (status, body) = query(&app, &key, json!({
         "site_id": "example.com", "date_range": day, "metrics": ["visitors"],
@@ -354,6 +361,7 @@ async fn goals_and_conversion_rates() {
     assert_eq!(body["results"][0]["metrics"], json!([1]));
 
     for (q, error) in [
+        (json!({"metrics": ["visitors", "events"], "filters": [["is", "segment", [2]]]}), "filters: saved segments are not supported; give the segment's filters instead"),
         (json!({"metrics": ["visitors"], "filters": [["is", "event:page", ["/"], {"case_sensitive": "no"}]]}), "filters: case_sensitive must be true or false, got \"no\""),
         (json!({"metrics": ["conversion_rate"]}), "metrics: conversion_rate requires an event:goal filter or dimension"),
         (json!({"metrics": ["visitors"], "filters": [["is", "event:goal", ["Nope"]]]}), "filters: the goal \"Nope\" is not configured for this site"),
@@ -394,4 +402,36 @@ async fn scroll_depth_and_time_on_page() {
         {"dimensions": ["/doc"], "metrics": [1, 80, 15]},
         {"dimensions": ["/other"], "metrics": [1, null, null]},
     ]));
+}
+
+/// Revenue sent with events, per goal, in Plausible's revenue shape.
+#[tokio::test]
+async fn revenue_metrics() {
+    let app = TestApp::spawn().await;
+    app.add_site("example.com", "UTC").await;
+    let key = footfall::admin::create_api_key(app.store().as_ref(), "test", Some("example.com")).await.unwrap();
+    use footfall::domain::GoalKind;
+    footfall::admin::add_goal(app.store().as_ref(), "example.com", GoalKind::Event("Purchase".into()), None).await.unwrap();
+    footfall::admin::add_goal(app.store().as_ref(), "example.com", GoalKind::Page("/".into()), None).await.unwrap();
+    for (body, ip) in [
+        (r#"{"n":"pageview","u":"https://example.com/","d":"example.com"}"#, "81.2.69.142"),
+        (r#"{"n":"Purchase","u":"https://example.com/","d":"example.com","revenue":{"amount":"1000.50","currency":"EUR"}}"#, "81.2.69.142"),
+        (r#"{"n":"Purchase","u":"https://example.com/","d":"example.com","$":{"amount":2000,"currency":"EUR"}}"#, "8.8.8.8"),
+    ] {
+        assert_eq!(app.post_event(body, FIREFOX, ip).await.status(), 202);
+    }
+    // Plausible's documented example: total revenue by goal.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": "day", "metrics": ["total_revenue", "average_revenue", "events"], "dimensions": ["event:goal"]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([
+        {"dimensions": ["Purchase"], "metrics": [
+            {"value": 3000.5, "currency": "EUR", "short": "€3.0K", "long": "€3,000.50"},
+            {"value": 1500.25, "currency": "EUR", "short": "€1.5K", "long": "€1,500.25"}, 2]},
+        {"dimensions": ["Visit /"], "metrics": [null, null, 1]},
+    ]));
+    let (status, body) = query(&app, &key, json!({"site_id": "example.com", "date_range": "day", "metrics": ["total_revenue"]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "metrics: total_revenue requires an event:goal filter or dimension");
 }

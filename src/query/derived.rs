@@ -19,24 +19,66 @@ use super::{Condition, Dimension, Filter, Metric, Row, StatsQuery};
 use crate::domain::{Goal, GoalKind};
 use std::collections::HashMap;
 
-/// Engagement sums of one group. Like `Sums`, they add up across days: visits never cross
-/// a local midnight.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Engagement {
+/// Sums of one group beyond the core ones. Like `Sums`, they add up across days: visits
+/// never cross a local midnight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
     /// Visits with engaged time reported on the group's pages, and that time.
     pub time_visits: u64,
     pub engaged_ms: u64,
     /// (visit, page) pairs with a scroll depth reported, and the sum of their deepest.
     pub scroll_pairs: u64,
     pub scroll_sum: u64,
+    /// Events with revenue, and its exact sum in millionths of the currency unit.
+    pub revenue_events: u64,
+    pub revenue_micros: i128,
+    /// The revenue's currency; `Mixed` when the group's events used several.
+    pub currency: Currency,
 }
 
-impl Engagement {
-    pub fn add(&mut self, o: &Engagement) {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Currency {
+    #[default]
+    None,
+    One(String),
+    Mixed,
+}
+
+/// A decimal amount in millionths (digits past the sixth decimal are dropped).
+pub fn micros(amount: &str) -> Option<i128> {
+    let (neg, digits) = match amount.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, amount),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && frac.is_empty() || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || whole.len() > 24 {
+        return None;
+    }
+    let frac6: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    let v = whole.parse::<i128>().unwrap_or(0) * 1_000_000 + frac6.parse::<i128>().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+impl Extras {
+    pub fn add(&mut self, o: &Extras) {
         self.time_visits += o.time_visits;
         self.engaged_ms += o.engaged_ms;
         self.scroll_pairs += o.scroll_pairs;
         self.scroll_sum += o.scroll_sum;
+        self.revenue_events += o.revenue_events;
+        self.revenue_micros += o.revenue_micros;
+        self.currency = match (std::mem::take(&mut self.currency), &o.currency) {
+            (c, Currency::None) => c,
+            (Currency::None, c) => c.clone(),
+            (Currency::One(a), Currency::One(b)) if a == *b => Currency::One(a),
+            _ => Currency::Mixed,
+        };
+    }
+
+    pub fn add_revenue(&mut self, amount: &str, currency: &str) {
+        if let Some(m) = micros(amount) {
+            self.add(&Extras { revenue_events: 1, revenue_micros: m, currency: Currency::One(currency.to_string()), ..Extras::default() });
+        }
     }
 
     /// `None` when nothing was reported (the API answers `null`).
@@ -47,10 +89,21 @@ impl Engagement {
     pub fn time_on_page(&self) -> Option<f64> {
         (self.time_visits > 0).then(|| self.engaged_ms as f64 / 1000.0 / self.time_visits as f64)
     }
+
+    /// Total and average revenue, when the group's revenue is in one currency.
+    pub fn revenue(&self) -> Option<(f64, f64, &str)> {
+        match &self.currency {
+            Currency::One(c) if self.revenue_events > 0 => {
+                let total = self.revenue_micros as f64 / 1e6;
+                Some((total, total / self.revenue_events as f64, c))
+            }
+            _ => None,
+        }
+    }
 }
 
-/// Engagement sums per group, keyed by dimension values.
-pub type EngagementGroups = HashMap<Vec<String>, Engagement>;
+/// Extras sums per group, keyed by dimension values.
+pub type ExtraGroups = HashMap<Vec<String>, Extras>;
 
 /// Whether `q` can be answered by one plain selection.
 pub fn is_plain(q: &StatsQuery) -> bool {
@@ -139,7 +192,7 @@ pub struct Plan {
     base_total: Option<usize>,
     base_groups: Option<usize>,
     union_total: Option<usize>,
-    /// Engagement selections to sum, one per main part, when engagement metrics are asked.
+    /// Extras selections to sum, one per main part, when engagement metrics are asked.
     pub engagement: Vec<(Vec<Dimension>, Filter)>,
     core: Vec<Metric>,
 }
@@ -162,7 +215,8 @@ impl Plan {
         let mut parts = Vec::new();
         let mut mains = Vec::new();
         let mut engagement = Vec::new();
-        let wants_engagement = q.metrics.iter().any(|m| matches!(m, Metric::ScrollDepth | Metric::TimeOnPage));
+        let wants_engagement =
+            q.metrics.iter().any(|m| matches!(m, Metric::ScrollDepth | Metric::TimeOnPage | Metric::TotalRevenue | Metric::AverageRevenue));
         let mut add_main = |filter: Filter, goal: Option<String>, parts: &mut Vec<StatsQuery>| {
             if wants_engagement {
                 engagement.push((dims.clone(), filter.clone()));
@@ -200,7 +254,7 @@ impl Plan {
 
     /// Combines the answers to `parts` (same order) and the engagement sums of
     /// `engagement` (same order) into the question's rows.
-    pub fn combine(&self, answers: Vec<Vec<Row>>, engagement: Vec<EngagementGroups>) -> Vec<Row> {
+    pub fn combine(&self, answers: Vec<Vec<Row>>, engagement: Vec<ExtraGroups>) -> Vec<Row> {
         let at = |m: Metric| self.core.iter().position(|c| *c == m).expect("visitors and events are always asked");
         let (visitors_at, events_at) = (at(Metric::Visitors), at(Metric::Events));
         let total_visitors = |i: Option<usize>| i.and_then(|i| answers[i].first()).map(|r| r.metrics[visitors_at]).unwrap_or(0.0);
@@ -218,7 +272,8 @@ impl Plan {
                 if goal.is_some() && visitors == 0.0 && row.metrics[events_at] == 0.0 {
                     continue;
                 }
-                let eng = engagement.get(main_no).and_then(|e| e.get(&row.dimensions)).copied().unwrap_or_default();
+                let none = Extras::default();
+                let eng = engagement.get(main_no).and_then(|e| e.get(&row.dimensions)).unwrap_or(&none);
                 let metrics = self
                     .q
                     .metrics
@@ -229,6 +284,8 @@ impl Plan {
                         Metric::Percentage => rate(visitors, union_total),
                         Metric::ScrollDepth => eng.scroll_depth().unwrap_or(f64::NAN),
                         Metric::TimeOnPage => eng.time_on_page().unwrap_or(f64::NAN),
+                        Metric::TotalRevenue => eng.revenue().map(|r| r.0).unwrap_or(f64::NAN),
+                        Metric::AverageRevenue => eng.revenue().map(|r| r.1).unwrap_or(f64::NAN),
                         core => row.metrics[at(*core)],
                     })
                     .collect();
@@ -236,7 +293,7 @@ impl Plan {
                 if let (Some(pos), Some(name)) = (self.goal_dim, goal) {
                     dimensions.insert(pos, name.clone());
                 }
-                rows.push(Row { dimensions, metrics });
+                rows.push(Row { dimensions, metrics, currency: eng.revenue().map(|r| r.2.to_string()) });
             }
         }
         scan::sort_rows(&self.q, &mut rows);
@@ -249,6 +306,6 @@ impl Plan {
 pub fn evaluate(q: &StatsQuery, goals: &[Goal], tz: &crate::domain::Timezone, events: &[crate::domain::Event]) -> Vec<Row> {
     let plan = Plan::new(q, goals);
     let answers = plan.parts.iter().map(|p| scan::evaluate(p, tz, events)).collect();
-    let engagement = plan.engagement.iter().map(|(dims, filter)| scan::engagement_sums(dims, filter, tz, events)).collect();
+    let engagement = plan.engagement.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, tz, events)).collect();
     plan.combine(answers, engagement)
 }

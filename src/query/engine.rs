@@ -165,7 +165,7 @@ pub async fn answer_with(
         for part in &plan.parts {
             answers.push(plain_rows(store, cache, site, part, day_aligned, from_ms, to_ms).await?);
         }
-        let engagement = engagement_sums(store, site, &plan.engagement, from_ms, to_ms).await?;
+        let engagement = extra_sums(store, site, &plan.engagement, from_ms, to_ms).await?;
         plan.combine(answers, engagement)
     };
     Ok(Answer { rows, from_ms, to_ms })
@@ -194,16 +194,16 @@ async fn plain_rows(
     }
 }
 
-/// Engagement sums for each selection over `[from_ms, to_ms)`, read one local day at a
+/// Extras sums for each selection over `[from_ms, to_ms)`, read one local day at a
 /// time (visits never cross midnight, so the days' sums add up) off the async runtime.
-async fn engagement_sums(
+async fn extra_sums(
     store: &dyn Store,
     site: &Site,
     selections: &[(Vec<Dimension>, Filter)],
     from_ms: i64,
     to_ms: i64,
-) -> StoreResult<Vec<derived::EngagementGroups>> {
-    let mut out: Vec<derived::EngagementGroups> = vec![HashMap::new(); selections.len()];
+) -> StoreResult<Vec<derived::ExtraGroups>> {
+    let mut out: Vec<derived::ExtraGroups> = vec![HashMap::new(); selections.len()];
     if selections.is_empty() || to_ms <= from_ms {
         return Ok(out);
     }
@@ -214,7 +214,7 @@ async fn engagement_sums(
         let events = store.events(site.id, start.max(from_ms), end.min(to_ms)).await?;
         let (selections, tz) = (selections.to_vec(), *tz);
         let day_sums = tokio::task::spawn_blocking(move || {
-            selections.iter().map(|(dims, filter)| scan::engagement_sums(dims, filter, &tz, &events)).collect::<Vec<_>>()
+            selections.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, &tz, &events)).collect::<Vec<_>>()
         })
         .await
         .map_err(|e| anyhow::anyhow!("an engagement scan failed: {e}"))?;

@@ -30,6 +30,10 @@ pub enum Metric {
     ScrollDepth,
     /// Engaged seconds on the page per visit that reported engagement there.
     TimeOnPage,
+    /// Sum of the revenue sent with the selected events (one currency).
+    TotalRevenue,
+    /// `TotalRevenue` per event that carried revenue.
+    AverageRevenue,
 }
 
 impl Metric {
@@ -47,6 +51,8 @@ impl Metric {
             "group_conversion_rate" => Metric::GroupConversionRate,
             "scroll_depth" => Metric::ScrollDepth,
             "time_on_page" => Metric::TimeOnPage,
+            "total_revenue" => Metric::TotalRevenue,
+            "average_revenue" => Metric::AverageRevenue,
             _ => return None,
         })
     }
@@ -64,13 +70,23 @@ impl Metric {
             Metric::GroupConversionRate => "group_conversion_rate",
             Metric::ScrollDepth => "scroll_depth",
             Metric::TimeOnPage => "time_on_page",
+            Metric::TotalRevenue => "total_revenue",
+            Metric::AverageRevenue => "average_revenue",
         }
     }
 
     /// Whether the metric comes straight from a selection's integer sums; the others need
     /// a second selection (conversion rates) or engagement events (see `derived`).
     pub fn is_core(self) -> bool {
-        !matches!(self, Metric::ConversionRate | Metric::GroupConversionRate | Metric::ScrollDepth | Metric::TimeOnPage)
+        !matches!(
+            self,
+            Metric::ConversionRate
+                | Metric::GroupConversionRate
+                | Metric::ScrollDepth
+                | Metric::TimeOnPage
+                | Metric::TotalRevenue
+                | Metric::AverageRevenue
+        )
     }
 }
 
@@ -288,7 +304,7 @@ impl StatsQuery {
         let has = |d: &Dimension| self.dimensions.contains(d) || self.filter.mentions(d);
         for m in &self.metrics {
             match m {
-                Metric::ConversionRate | Metric::GroupConversionRate if !has(&Dimension::Goal) => {
+                Metric::ConversionRate | Metric::GroupConversionRate | Metric::TotalRevenue | Metric::AverageRevenue if !has(&Dimension::Goal) => {
                     return Err(format!("metrics: {} requires an event:goal filter or dimension", m.name()));
                 }
                 Metric::ScrollDepth | Metric::TimeOnPage if !has(&Dimension::Page) => {
@@ -312,4 +328,6 @@ impl StatsQuery {
 pub struct Row {
     pub dimensions: Vec<String>,
     pub metrics: Vec<f64>,
+    /// The currency of the row's revenue metrics, when asked and in one currency.
+    pub currency: Option<String>,
 }

@@ -116,7 +116,7 @@ pub fn finish(q: &StatsQuery, mut groups: Vec<(Vec<String>, Sums)>, total: &Sums
     let total_visitors = total.visitors;
     let mut rows: Vec<Row> = groups
         .into_iter()
-        .map(|(dims, s)| Row { metrics: s.metrics(&q.metrics, total_visitors), dimensions: dims })
+        .map(|(dims, s)| Row { metrics: s.metrics(&q.metrics, total_visitors), dimensions: dims, currency: None })
         .collect();
     sort_rows(q, &mut rows);
     rows
@@ -130,7 +130,8 @@ pub fn sort_rows(q: &StatsQuery, rows: &mut [Row]) {
         if by_time {
             a.dimensions.cmp(&b.dimensions)
         } else {
-            let first = |r: &Row| r.metrics.first().copied().unwrap_or(0.0);
+            // `null` values (NaN: nothing to average) sort below every number.
+            let first = |r: &Row| r.metrics.first().copied().filter(|v| !v.is_nan()).unwrap_or(f64::NEG_INFINITY);
             first(b).total_cmp(&first(a)).then_with(|| a.dimensions.cmp(&b.dimensions))
         }
     });
@@ -178,7 +179,10 @@ impl Sums {
                 Metric::Percentage if total_visitors == 0 => 0.0,
                 Metric::Percentage => 100.0 * self.visitors as f64 / total_visitors as f64,
                 // Not computable from one selection's sums: see query::derived.
-                Metric::ConversionRate | Metric::GroupConversionRate | Metric::ScrollDepth | Metric::TimeOnPage => f64::NAN,
+                m => {
+                    debug_assert!(!m.is_core());
+                    f64::NAN
+                }
             })
             .collect()
     }
@@ -291,22 +295,33 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
     (groups.iter().map(|(k, g)| (k.clone(), g.sums(&visits))).collect(), total.sums(&visits))
 }
 
-/// Engagement sums per group over the engagement events of `events`. An engagement event
-/// reports on a pageview of its page, so the filter and dimensions see it as one (its
-/// name reads `pageview`); its visit's attributes are the visit's, as for every event.
-pub fn engagement_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> super::derived::EngagementGroups {
+/// Sums per group beyond the core ones: engagement (scroll depth, engaged time) and
+/// revenue. An engagement event reports on a pageview of its page, so the filter and
+/// dimensions see it as one (its name reads `pageview`); its visit's attributes are the
+/// visit's, as for every event. Revenue is summed over the selected events that carry it.
+pub fn extra_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> super::derived::ExtraGroups {
     let (visits, visit_of) = rebuild_visits(events);
+    let mut out: super::derived::ExtraGroups = HashMap::new();
     // Per group: visits with engaged time, and each (visit, page)'s deepest scroll.
     let mut time: HashMap<Vec<String>, (HashSet<usize>, u64)> = HashMap::new();
     let mut scroll: HashMap<Vec<String>, HashMap<(usize, String), u8>> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
-        if e.facts.kind != EventKind::Engagement || (e.facts.engaged_ms.is_none() && e.facts.scroll_depth.is_none()) {
+        let v = &visits[visit_of[i]];
+        if e.facts.kind != EventKind::Engagement {
+            if let Some(r) = &e.facts.revenue {
+                if matches(filter, e, v, events, tz) {
+                    let key: Vec<String> = dimensions.iter().map(|d| value(d, e, v, events, tz)).collect();
+                    out.entry(key).or_default().add_revenue(&r.amount, &r.currency);
+                }
+            }
+            continue;
+        }
+        if e.facts.engaged_ms.is_none() && e.facts.scroll_depth.is_none() {
             continue;
         }
         let mut twin = e.clone();
         twin.facts.kind = EventKind::Pageview;
         twin.facts.name = "pageview".into();
-        let v = &visits[visit_of[i]];
         if !matches(filter, &twin, v, events, tz) {
             continue;
         }
@@ -321,7 +336,6 @@ pub fn engagement_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone,
             *deepest = (*deepest).max(sd);
         }
     }
-    let mut out: super::derived::EngagementGroups = HashMap::new();
     for (key, (vs, ms)) in time {
         let g = out.entry(key).or_default();
         g.time_visits = vs.len() as u64;

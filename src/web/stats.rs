@@ -137,6 +137,9 @@ fn parse_filter(v: &Value) -> Result<Filter, ApiError> {
         ("has_not_done", 2) => Ok(Filter::Not(Box::new(Filter::HasDone(Box::new(parse_filter(&items[1])?))))),
         ("is" | "is_not" | "contains" | "contains_not" | "matches" | "matches_not", 3 | 4) => {
             let dim_name = items[1].as_str().ok_or_else(|| bad(format!("filters: invalid dimension in {v}")))?;
+            if dim_name == "segment" {
+                return Err(bad("filters: saved segments are not supported; give the segment's filters instead"));
+            }
             let dimension = Dimension::parse(dim_name)
                 .filter(|d| !d.is_time())
                 .ok_or_else(|| bad(format!("filters: invalid dimension {dim_name:?}")))?;
@@ -260,6 +263,38 @@ pub(super) fn round(m: Metric, v: f64) -> Value {
         Metric::Percentage => json!((v * 10.0).round() / 10.0),
         Metric::ConversionRate | Metric::GroupConversionRate => json!((v * 100.0).round() / 100.0),
         Metric::ScrollDepth | Metric::TimeOnPage => json!(v.round() as i64),
+        Metric::TotalRevenue | Metric::AverageRevenue => json!((v * 100.0).round() / 100.0),
+    }
+}
+
+/// A metric as v2 shows it: revenue as Plausible's `{value, currency, short, long}`.
+fn metric_value(m: Metric, v: f64, currency: Option<&str>) -> Value {
+    match (m, currency) {
+        (Metric::TotalRevenue | Metric::AverageRevenue, Some(c)) if !v.is_nan() => {
+            let value = (v * 100.0).round() / 100.0;
+            let symbol = match c {
+                "USD" => "$".to_string(),
+                "EUR" => "€".to_string(),
+                "GBP" => "£".to_string(),
+                "JPY" => "¥".to_string(),
+                other => format!("{other} "),
+            };
+            let sign = if value < 0.0 { "-" } else { "" };
+            let abs = value.abs();
+            let cents = format!("{abs:.2}");
+            let (whole, frac) = cents.split_once('.').unwrap_or((&cents, "00"));
+            let grouped: Vec<String> = whole.as_bytes().rchunks(3).rev().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let long = format!("{sign}{symbol}{}.{frac}", grouped.join(","));
+            let short = match abs {
+                a if a >= 1e9 => format!("{sign}{symbol}{:.1}B", a / 1e9),
+                a if a >= 1e6 => format!("{sign}{symbol}{:.1}M", a / 1e6),
+                a if a >= 1e3 => format!("{sign}{symbol}{:.1}K", a / 1e3),
+                a => format!("{sign}{symbol}{a:.1}"),
+            };
+            json!({"value": value, "currency": c, "short": short, "long": long})
+        }
+        (Metric::TotalRevenue | Metric::AverageRevenue, _) => Value::Null,
+        _ => round(m, v),
     }
 }
 
@@ -333,7 +368,10 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
         rows.sort_by(|a, b| {
             for (key, desc) in &sort {
                 let ord = match key {
-                    SortKey::Metric(i) => a.metrics[*i].total_cmp(&b.metrics[*i]),
+                    SortKey::Metric(i) => {
+                        let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+                        key(a.metrics[*i]).total_cmp(&key(b.metrics[*i]))
+                    }
                     SortKey::Dimension(i) => a.dimensions[*i].cmp(&b.dimensions[*i]),
                 };
                 let ord = if *desc { ord.reverse() } else { ord };
@@ -348,7 +386,7 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
     let mut compared: Vec<Option<Row>> = Vec::new();
     if let Some(c) = &comparison {
         let (prev_rows, prev_from, prev_to) = execute(&app, &site, &query, &comparison_range(c, &site, from, to)).await?;
-        let zeros = |dims: Vec<String>| Row { dimensions: dims, metrics: vec![0.0; metrics.len()] };
+        let zeros = |dims: Vec<String>| Row { dimensions: dims, metrics: vec![0.0; metrics.len()], currency: None };
         let time_dim = query.dimensions.iter().position(Dimension::is_time);
         match time_dim.and_then(|i| Some((i, time_buckets(&query.dimensions[i], &site, from, to)?, time_buckets(&query.dimensions[i], &site, prev_from, prev_to)?))) {
             // A single time dimension: every bucket, paired by position with the
@@ -376,14 +414,14 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
         .take(limit)
         .map(|(i, r)| {
             let mut row = json!({
-                "metrics": r.metrics.iter().zip(&metrics).map(|(v, m)| round(*m, *v)).collect::<Vec<_>>(),
+                "metrics": r.metrics.iter().zip(&metrics).map(|(v, m)| metric_value(*m, *v, r.currency.as_deref())).collect::<Vec<_>>(),
                 "dimensions": r.dimensions,
             });
             if let Some(Some(p)) = compared.get(i) {
                 let rounded = |m: &Metric, v: f64| round(*m, v).as_f64().unwrap_or(v);
                 row["comparison"] = json!({
                     "dimensions": p.dimensions,
-                    "metrics": p.metrics.iter().zip(&metrics).map(|(v, m)| round(*m, *v)).collect::<Vec<_>>(),
+                    "metrics": p.metrics.iter().zip(&metrics).map(|(v, m)| metric_value(*m, *v, p.currency.as_deref())).collect::<Vec<_>>(),
                     "change": metrics.iter().zip(r.metrics.iter().zip(&p.metrics)).map(|(m, (c, v))| change(*m, rounded(m, *c), rounded(m, *v))).collect::<Vec<_>>(),
                 });
             }
@@ -401,6 +439,10 @@ pub async fn query_v2(State(app): State<Arc<AppState>>, headers: HeaderMap, body
     let mut meta = Map::new();
     if include.get("total_rows").and_then(Value::as_bool) == Some(true) {
         meta.insert("total_rows".into(), json!(total_rows));
+    }
+    if include.get("imports").and_then(Value::as_bool) == Some(true) {
+        // Imported events are stored like live ones, so they are always included.
+        meta.insert("imports_included".into(), json!(true));
     }
     if include.get("time_labels").and_then(Value::as_bool) == Some(true) && query.dimensions.contains(&Dimension::Day) {
         meta.insert("time_labels".into(), json!(time_buckets(&Dimension::Day, &site, from, to)));

@@ -73,7 +73,11 @@ pub fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
                     region: String::new(),
                     city: String::new(),
                     props: r.plan.map(|p| vec![("plan".to_string(), format!("p{p}"))]).unwrap_or_default(),
-                    revenue: None,
+                    // Some custom events carry revenue, now and then in a second currency.
+                    revenue: (kind == EventKind::Custom && r.minute % 3 == 0).then(|| Revenue {
+                        amount: format!("{}.{:02}", r.minute % 50, r.minute % 100),
+                        currency: if r.minute % 11 == 0 { "USD".into() } else { "EUR".into() },
+                    }),
                     // Engagement events report a scroll depth and engaged time, now and
                     // then one of them alone.
                     scroll_depth: (kind == EventKind::Engagement && r.minute % 5 != 0).then_some((r.minute * 7 % 101) as u8),
