@@ -15,6 +15,7 @@ pub mod query;
 pub mod sites;
 pub mod startup;
 pub mod storage;
+pub mod tracker;
 pub mod visits;
 pub mod web;
 pub mod writer;

@@ -76,6 +76,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         live_visits: Box::new(move || local.live_visits()),
         api_rate_limit: config.api_rate_limit,
         rollups: Default::default(),
+        tracker: Default::default(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.backend(), geoip = %geo.description, "footfall is listening");

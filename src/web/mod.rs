@@ -6,6 +6,7 @@ mod event;
 mod ops;
 mod stats;
 mod stats_v1;
+mod script;
 
 use crate::coordination::Coordinator;
 use crate::ingest::client_ip::TrustedProxies;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub live_visits: Box<dyn Fn() -> usize + Send + Sync>,
     pub api_rate_limit: u32,
     pub rollups: crate::query::engine::DayCache,
+    pub tracker: crate::tracker::Variants,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -41,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats/aggregate", get(stats_v1::aggregate))
         .route("/api/v1/stats/timeseries", get(stats_v1::timeseries))
         .route("/api/v1/stats/breakdown", get(stats_v1::breakdown))
+        .route("/js/{file}", get(script::tracker))
         .route("/api/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/", get(ops::index))
