@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// Stats API requests per minute per API key [default: 600]
     #[arg(long, value_name = "N")]
     pub api_rate_limit: Option<u32>,
+    /// Seconds between day-close runs [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub day_close_every: Option<u64>,
+    /// Seconds a cluster leader's lease lasts without renewal [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub leader_lease: Option<u64>,
+    /// This worker's name in health, logs and job records [default: host name and pid]
+    #[arg(long, value_name = "NAME")]
+    pub worker_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +195,9 @@ impl ServeArgs {
             queue_capacity: self.queue_capacity,
             log_format: self.log_format.clone(),
             api_rate_limit: self.api_rate_limit,
+            day_close_every: self.day_close_every,
+            leader_lease: self.leader_lease,
+            worker_name: self.worker_name.clone(),
             ..self.storage.layer()
         }
     }

@@ -31,6 +31,12 @@ pub struct Layer {
     pub queue_capacity: Option<usize>,
     pub log_format: Option<String>,
     pub api_rate_limit: Option<u32>,
+    /// Seconds between runs of the day close (and of every scheduled job's slot).
+    pub day_close_every: Option<u64>,
+    /// Seconds the leader lease lasts without renewal (cluster mode).
+    pub leader_lease: Option<u64>,
+    /// This worker's name in logs, health and job records [default: host name and pid].
+    pub worker_name: Option<String>,
 }
 
 impl Layer {
@@ -52,6 +58,13 @@ impl Layer {
             api_rate_limit: get("API_RATE_LIMIT")
                 .map(|v| v.parse().map_err(|_| anyhow!("FOOTFALL_API_RATE_LIMIT: {v:?} is not a whole number")))
                 .transpose()?,
+            day_close_every: get("DAY_CLOSE_EVERY")
+                .map(|v| v.parse().map_err(|_| anyhow!("FOOTFALL_DAY_CLOSE_EVERY: {v:?} is not a whole number of seconds")))
+                .transpose()?,
+            leader_lease: get("LEADER_LEASE")
+                .map(|v| v.parse().map_err(|_| anyhow!("FOOTFALL_LEADER_LEASE: {v:?} is not a whole number of seconds")))
+                .transpose()?,
+            worker_name: get("WORKER_NAME"),
         })
     }
 
@@ -73,6 +86,9 @@ impl Layer {
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
             log_format: self.log_format.or(lower.log_format),
             api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
+            day_close_every: self.day_close_every.or(lower.day_close_every),
+            leader_lease: self.leader_lease.or(lower.leader_lease),
+            worker_name: self.worker_name.or(lower.worker_name),
         }
     }
 }
@@ -81,6 +97,8 @@ impl Layer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded store (cluster mode).
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +118,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Stats API requests per minute per API key.
     pub api_rate_limit: u32,
+    /// Redis for cluster coordination; `None` on one machine.
+    pub redis: Option<String>,
+    pub day_close_every: std::time::Duration,
+    pub leader_lease: std::time::Duration,
+    pub worker_name: String,
 }
 
 /// Merges the layers (flags first) and validates the result.
@@ -119,17 +142,29 @@ fn validate(l: Layer) -> anyhow::Result<Config> {
         .parse()
         .map_err(|_| anyhow!("listen: {listen_raw:?} is not an address like 0.0.0.0:8000"))?;
     if let Some(db) = &l.database {
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            bail!("database: PostgreSQL is not supported by this build yet; leave --database unset to use the embedded store in --data-dir");
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            bail!("database: {db:?} is not a postgres:// URL");
         }
-        bail!("database: {db:?} is not a postgres:// URL");
     }
     if let Some(redis) = &l.redis {
-        if redis.starts_with("redis://") || redis.starts_with("rediss://") {
-            bail!("redis: cluster coordination through Redis is not supported by this build yet; leave --redis unset on a single machine");
+        if !redis.starts_with("redis://") {
+            bail!("redis: {redis:?} is not a redis:// URL");
         }
-        bail!("redis: {redis:?} is not a redis:// URL");
+        if l.database.is_none() {
+            bail!("redis: cluster mode needs --database postgres://... too (workers share PostgreSQL)");
+        }
     }
+    let seconds = |v: Option<u64>, default: u64, what: &str| match v {
+        Some(0) => Err(anyhow!("{what}: must be at least 1 second")),
+        Some(n) => Ok(std::time::Duration::from_secs(n)),
+        None => Ok(std::time::Duration::from_secs(default)),
+    };
+    let day_close_every = seconds(l.day_close_every, 60, "day-close-every")?;
+    let leader_lease = seconds(l.leader_lease, 10, "leader-lease")?;
+    let worker_name = l.worker_name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
     let trusted_proxies = l
         .trusted_proxy
         .unwrap_or_default()
@@ -157,7 +192,11 @@ fn validate(l: Layer) -> anyhow::Result<Config> {
     };
     Ok(Config {
         listen,
-        storage: StorageConfig { data_dir: l.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)) },
+        storage: StorageConfig { data_dir: l.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)), database: l.database.clone() },
+        redis: l.redis.clone(),
+        day_close_every,
+        leader_lease,
+        worker_name,
         trusted_proxies,
         base_url,
         geoip: l.geoip,
@@ -213,6 +252,8 @@ mod tests {
             (Layer::default(), &[("FOOTFALL_QUEUE_CAPACITY", "many")], "FOOTFALL_QUEUE_CAPACITY"),
             (Layer { base_url: Some("ftp://x".into()), ..Default::default() }, &[], "base-url"),
             (Layer { database: Some("mysql://x".into()), ..Default::default() }, &[], "database: \"mysql://x\""),
+            (Layer { redis: Some("redis://r".into()), ..Default::default() }, &[], "redis: cluster mode needs --database"),
+            (Layer::default(), &[("FOOTFALL_LEADER_LEASE", "0")], "leader-lease: must be at least 1 second"),
             (Layer { log_format: Some("xml".into()), ..Default::default() }, &[], "log-format"),
         ];
         for (flags, e, want) in cases {

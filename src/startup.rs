@@ -3,6 +3,7 @@
 //! port 0).
 
 use crate::config::{Config, StorageConfig};
+use crate::coordination::redis::RedisCoordinator;
 use crate::coordination::{Coordinator, LocalCoordinator};
 use crate::ingest::client_ip::TrustedProxies;
 use crate::ingest::geo::GeoIp;
@@ -24,6 +25,9 @@ use tokio::net::TcpListener;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn open_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &storage.database {
+        return Ok(Arc::new(crate::storage::postgres::PostgresStore::open(url).await?));
+    }
     let dir = storage.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
         .await
@@ -44,8 +48,15 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     let store = open_store(&config.storage).await?;
     let geo = Arc::new(load_geoip(&config)?);
     let now = chrono::Utc::now().timestamp_millis();
-    let local = Arc::new(LocalCoordinator::start(store.clone(), now).await.context("while resuming open visits")?);
-    let coordinator: Arc<dyn Coordinator> = local.clone();
+    let (coordinator, lease): (Arc<dyn Coordinator>, Option<Arc<RedisCoordinator>>) = match &config.redis {
+        Some(url) => {
+            let redis = RedisCoordinator::connect(url, store.clone(), &config.worker_name, config.leader_lease).await?;
+            redis.lease_round().await;
+            (redis.clone(), Some(redis))
+        }
+        None => (Arc::new(LocalCoordinator::start(store.clone(), now).await.context("while resuming open visits")?), None),
+    };
+    let lease_task = lease.as_ref().map(|l| l.spawn_lease());
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_task) = EventWriter::spawn(store.clone(), config.queue_capacity, metrics.clone());
 
@@ -62,24 +73,27 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         })
     };
 
-    let day_close = crate::jobs::spawn_day_close(store.clone(), coordinator.clone());
+    let day_close = crate::jobs::spawn_day_close(store.clone(), coordinator.clone(), config.day_close_every, config.worker_name.clone());
 
     let state = Arc::new(AppState {
         store: store.clone(),
-        coordinator,
+        coordinator: coordinator.clone(),
         sites: SiteDirectory::new(store.clone()),
         writer,
         metrics,
         geo: geo.clone(),
         user_agents: UserAgentCache::new(16_384),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
-        live_visits: Box::new(move || local.live_visits()),
+        live_visits: {
+            let c = coordinator.clone();
+            Box::new(move || c.live_visits())
+        },
         api_rate_limit: config.api_rate_limit,
         rollups: Default::default(),
         tracker: Default::default(),
     });
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, storage = store.backend(), geoip = %geo.description, "footfall is listening");
+    tracing::info!(%addr, storage = store.backend(), worker = %config.worker_name, cluster = config.redis.is_some(), geoip = %geo.description, "footfall is listening");
     let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("while serving HTTP")?;
 
@@ -87,6 +101,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     // queue and stops.
     housekeeping.abort();
     day_close.abort();
+    if let (Some(task), Some(lease)) = (lease_task, &lease) {
+        task.abort();
+        lease.resign().await;
+    }
     tracing::info!("draining the event queue");
     writer_task.await.context("the event writer failed")?;
     tracing::info!("stopped");

@@ -106,9 +106,15 @@ fn bad_configuration_is_reported_before_anything_starts() {
     assert!(text(&out.stderr).contains("listen: \"not-an-address\""), "{}", text(&out.stderr));
     let out = run(&["serve", "--trusted-proxy", "10.0.0.0/99"], &[]);
     assert!(text(&out.stderr).contains("trusted-proxy"), "{}", text(&out.stderr));
-    let out = run(&["serve", "--database", "postgres://localhost/footfall"], &[]);
+    let out = run(&["serve", "--database", "mysql://localhost/footfall"], &[]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("PostgreSQL is not supported by this build yet"));
+    assert!(text(&out.stderr).contains("database: \"mysql://localhost/footfall\" is not a postgres:// URL"), "{}", text(&out.stderr));
+    let out = run(&["serve", "--redis", "redis://127.0.0.1:6379"], &[]);
+    assert!(text(&out.stderr).contains("redis: cluster mode needs --database"), "{}", text(&out.stderr));
+    // A database nobody answers for: a clear error, not a hang.
+    let out = run(&["site", "list", "--database", "postgres://footfall@127.0.0.1:1/none"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("PostgreSQL"), "{}", text(&out.stderr));
     let out = run(&["serve", "--geoip", "/nonexistent.mmdb", "--listen", "127.0.0.1:0"], &[]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/nonexistent.mmdb"), "{}", text(&out.stderr));

@@ -215,12 +215,16 @@ async fn export_csv(store: &dyn Store, site: &Site, first: LocalDay, last: Local
 #[derive(serde::Deserialize)]
 struct DuckDbDashboard {
     median_ms: f64,
+    per_query: std::collections::BTreeMap<String, f64>,
 }
 
+/// Dashboards are keyed "LABEL (MODE)": MODE "events" computes visits in each query,
+/// "visits table" reads a table of visits built once after loading.
 #[derive(serde::Deserialize)]
 struct DuckDbReport {
     load_s: f64,
-    aggregate: Vec<Option<f64>>,
+    visits_table_s: f64,
+    aggregate: std::collections::HashMap<String, Vec<Option<f64>>>,
     dashboards: std::collections::HashMap<String, DuckDbDashboard>,
 }
 
@@ -243,7 +247,10 @@ async fn run_duckdb(python: &std::path::Path, store: &dyn Store, site: &Site, fi
         bail!("the DuckDB reference failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let report: DuckDbReport = serde_json::from_slice(&out.stdout).context("while reading the DuckDB reference's report")?;
-    println!("  DuckDB reference: loaded the CSV into a native table in {:.1} s", report.load_s);
+    println!(
+        "  DuckDB reference: loaded the CSV into a native table in {:.1} s, built a visits table in {:.1} s",
+        report.load_s, report.visits_table_s
+    );
     Ok(report)
 }
 
@@ -322,12 +329,20 @@ async fn main() -> anyhow::Result<()> {
         println!("  dashboard {label}: {total:.1} ms median of {runs} warm runs (target <= {target} ms)");
         println!("    {}", per.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect::<Vec<_>>().join(", "));
         if let Some(r) = &reference {
-            let d = r.dashboards.get(label).map(|d| d.median_ms).unwrap_or(f64::NAN);
-            println!("    DuckDB {d:.1} ms: Footfall is {:.1}x faster (target >= {factor}x)", d / total);
+            let mut best = f64::INFINITY;
+            for mode in ["events", "visits table"] {
+                let Some(d) = r.dashboards.get(&format!("{label} ({mode})")) else { continue };
+                best = best.min(d.median_ms);
+                println!("    DuckDB, visits from the {mode}: {:.1} ms", d.median_ms);
+                println!("      {}", d.per_query.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect::<Vec<_>>().join(", "));
+            }
+            println!("    Footfall is {:.1}x faster than DuckDB's faster form (target >= {factor}x)", best / total);
             if filter == Filter::All {
-                let agree = aggregate.len() == r.aggregate.len()
-                    && aggregate.iter().zip(&r.aggregate).all(|(a, b)| b.is_some_and(|b| (a - b).abs() <= 1e-6 * b.abs().max(1.0)));
-                println!("    aggregate: Footfall {aggregate:?}, DuckDB {:?}: {}", r.aggregate, if agree { "the same" } else { "DIFFERENT" });
+                for (mode, theirs) in &r.aggregate {
+                    let agree = aggregate.len() == theirs.len()
+                        && aggregate.iter().zip(theirs).all(|(a, b)| b.is_some_and(|b| (a - b).abs() <= 1e-6 * b.abs().max(1.0)));
+                    println!("    aggregate: Footfall {aggregate:?}, DuckDB ({mode}) {theirs:?}: {}", if agree { "the same" } else { "DIFFERENT" });
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
-//! Coordination: state that every worker must agree on — daily salts, live visits, and
-//! (with the scheduler) who leads. On one machine it lives in this process, persisted
-//! through the store where a restart must not lose it; the cluster backend (Redis) will
-//! implement the same trait.
+//! Coordination: state that every worker must agree on — daily salts, live visits, rate
+//! limits and who leads. On one machine it lives in this process, persisted through the
+//! store where a restart must not lose it; in a cluster it lives in Redis (`redis`).
+
+pub mod redis;
 
 use crate::domain::{EventKind, LocalDay, Site, SiteId, VisitId, VisitorId};
 use crate::identity::{self, DailySalt};
@@ -24,13 +25,41 @@ pub trait Coordinator: Send + Sync + 'static {
     /// `per_minute` (fixed one-minute windows).
     async fn allow_api_request(&self, key_id: i64, per_minute: u32, now_ms: i64) -> bool;
     fn is_leader(&self) -> bool;
+    /// The leader's fencing token, recorded with every job run; `None` when not leading.
+    fn fencing_token(&self) -> Option<i64>;
+    /// Whether coordination works right now (health).
+    async fn check(&self) -> Result<(), String>;
+    /// Visits held in this process (a metric; 0 when they live elsewhere).
+    fn live_visits(&self) -> usize;
+}
+
+/// Salts in use, with the time each may be forgotten. Salts are created once in the
+/// store (the first writer wins), so every worker and every restart agrees on them.
+#[derive(Default)]
+pub struct SaltCache {
+    salts: RwLock<HashMap<(SiteId, LocalDay), (DailySalt, i64)>>,
+}
+
+impl SaltCache {
+    pub async fn get_or_create(&self, store: &dyn Store, site: &Site, day: LocalDay) -> StoreResult<DailySalt> {
+        if let Some((s, _)) = self.salts.read().expect("salt cache poisoned").get(&(site.id, day)) {
+            return Ok(*s);
+        }
+        let expires = identity::salt_expiry_ms(&site.timezone, day);
+        let salt = store.salt(site.id, day, DailySalt::random(), expires).await?;
+        self.salts.write().expect("salt cache poisoned").insert((site.id, day), (salt, expires));
+        Ok(salt)
+    }
+
+    pub fn forget_expired(&self, now_ms: i64) {
+        self.salts.write().expect("salt cache poisoned").retain(|_, (_, expires)| *expires >= now_ms);
+    }
 }
 
 /// Single-machine coordination: this process is always the leader.
 pub struct LocalCoordinator {
     store: Arc<dyn Store>,
-    /// Salts in use, with the time each may be forgotten.
-    salts: RwLock<HashMap<(SiteId, LocalDay), (DailySalt, i64)>>,
+    salts: SaltCache,
     visits: LiveVisits,
     /// Per API key: (minute number, requests in that minute).
     api_requests: std::sync::Mutex<HashMap<i64, (i64, u32)>>,
@@ -42,24 +71,14 @@ impl LocalCoordinator {
     pub async fn start(store: Arc<dyn Store>, now_ms: i64) -> StoreResult<LocalCoordinator> {
         let visits = LiveVisits::default();
         visits.restore(store.recent_visits(now_ms - VISIT_GAP_MS).await?);
-        Ok(LocalCoordinator { store, salts: RwLock::new(HashMap::new()), visits, api_requests: Default::default() })
-    }
-
-    pub fn live_visits(&self) -> usize {
-        self.visits.len()
+        Ok(LocalCoordinator { store, salts: SaltCache::default(), visits, api_requests: Default::default() })
     }
 }
 
 #[async_trait]
 impl Coordinator for LocalCoordinator {
     async fn salt(&self, site: &Site, day: LocalDay) -> StoreResult<DailySalt> {
-        if let Some((s, _)) = self.salts.read().expect("salt cache poisoned").get(&(site.id, day)) {
-            return Ok(*s);
-        }
-        let expires = identity::salt_expiry_ms(&site.timezone, day);
-        let salt = self.store.salt(site.id, day, DailySalt::random(), expires).await?;
-        self.salts.write().expect("salt cache poisoned").insert((site.id, day), (salt, expires));
-        Ok(salt)
+        self.salts.get_or_create(self.store.as_ref(), site, day).await
     }
 
     async fn touch_visit(&self, site: SiteId, visitor: VisitorId, kind: EventKind, ts_ms: i64) -> StoreResult<Option<VisitId>> {
@@ -68,7 +87,7 @@ impl Coordinator for LocalCoordinator {
 
     async fn housekeeping(&self, now_ms: i64) -> StoreResult<()> {
         self.visits.evict_before(now_ms);
-        self.salts.write().expect("salt cache poisoned").retain(|_, (_, expires)| *expires >= now_ms);
+        self.salts.forget_expired(now_ms);
         let minute = now_ms.div_euclid(60_000);
         self.api_requests.lock().expect("rate limits poisoned").retain(|_, (m, _)| *m >= minute);
         self.store.delete_expired_salts(now_ms).await?;
@@ -88,5 +107,18 @@ impl Coordinator for LocalCoordinator {
 
     fn is_leader(&self) -> bool {
         true
+    }
+
+    fn fencing_token(&self) -> Option<i64> {
+        // Alone on one machine: always the leader, one constant token.
+        Some(0)
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn live_visits(&self) -> usize {
+        self.visits.len()
     }
 }

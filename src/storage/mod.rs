@@ -3,6 +3,7 @@
 //! migrations and runs them when opened.
 
 pub mod codec;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::domain::{Domain, Event, EventKind, Goal, LocalDay, Site, SiteId, Timezone, VisitId, VisitorId};
@@ -122,6 +123,11 @@ pub trait Store: Send + Sync + 'static {
     async fn add_site(&self, domain: &Domain, timezone: Timezone) -> StoreResult<Site>;
     async fn site_by_domain(&self, domain: &str) -> StoreResult<Option<Site>>;
     async fn sites(&self) -> StoreResult<Vec<Site>>;
+    /// Records that `job` runs for `slot` under the leader's fencing `token`. `false` when
+    /// the slot already ran, or a newer token has run the job (this leader is stale).
+    async fn claim_job_run(&self, job: &str, slot: i64, token: i64, worker: &str) -> StoreResult<bool>;
+    /// The latest slot `job` ran for.
+    async fn last_job_slot(&self, job: &str) -> StoreResult<Option<i64>>;
     /// Adds a goal; `AlreadyExists` when the site has one with the same display name.
     async fn add_goal(&self, site: SiteId, goal: &Goal) -> StoreResult<()>;
     /// The site's goals in the order they were added.

@@ -104,6 +104,16 @@ CREATE TABLE goals (
     created_at INTEGER NOT NULL,
     UNIQUE (site_id, display_name)
 );
+"#, r#"
+-- One row per (job, slot) that ran, with the leader's fencing token.
+CREATE TABLE job_runs (
+    job TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    ran_at INTEGER NOT NULL,
+    PRIMARY KEY (job, slot)
+) WITHOUT ROWID;
 "#];
 
 pub struct SqliteStore {
@@ -342,6 +352,31 @@ impl Store for SqliteStore {
             })
             .await?;
         rows.into_iter().map(to_site).collect()
+    }
+
+    async fn claim_job_run(&self, job: &str, slot: i64, token: i64, worker: &str) -> StoreResult<bool> {
+        let (job, worker) = (job.to_string(), worker.to_string());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let newest: Option<i64> = tx.query_row("SELECT MAX(token) FROM job_runs WHERE job = ?1", [&job], |r| r.get(0)).map_err(db_err)?;
+            if newest.is_some_and(|t| token < t) {
+                return Ok(false);
+            }
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO job_runs (job, slot, token, worker, ran_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![job, slot, token, worker, now_ms()],
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn last_job_slot(&self, job: &str) -> StoreResult<Option<i64>> {
+        let job = job.to_string();
+        self.read(move |c| c.query_row("SELECT MAX(slot) FROM job_runs WHERE job = ?1", [&job], |r| r.get(0)).map_err(db_err)).await
     }
 
     async fn add_goal(&self, site: SiteId, goal: &Goal) -> StoreResult<()> {

@@ -14,10 +14,16 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Response {
     let role = if app.coordinator.is_leader() { "leader" } else { "follower" };
     let storage = tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await;
     let failing = match storage {
-        Ok(Ok(())) if app.writer.is_failing() => Some("the last event commit failed (disk full or I/O error?)".to_string()),
+        Ok(Ok(())) if app.writer.is_failing() => Some(("storage", "the last event commit failed (disk full or I/O error?)".to_string())),
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(_) => Some("no answer within 2 s".to_string()),
+        Ok(Err(e)) => Some(("storage", format!("{e:#}"))),
+        Err(_) => Some(("storage", "no answer within 2 s".to_string())),
+    };
+    // Without coordination, events cannot join their visits: refuse them (503) rather
+    // than count them wrong, and let the load balancer route around this worker.
+    let failing = match failing {
+        None => app.coordinator.check().await.err().map(|e| ("coordination", e)),
+        some => some,
     };
     match failing {
         None => Json(serde_json::json!({
@@ -28,12 +34,12 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Response {
             "version": env!("CARGO_PKG_VERSION"),
         }))
         .into_response(),
-        Some(error) => (
+        Some((what, error)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({
                 "status": "unavailable",
                 "role": role,
-                "failing": "storage",
+                "failing": what,
                 "error": error,
             })),
         )
