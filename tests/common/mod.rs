@@ -2,6 +2,7 @@
 //! directory, with one method per endpoint.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod synthetic;
 
 use footfall::config::{self, Layer};
