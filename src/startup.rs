@@ -91,6 +91,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         api_rate_limit: config.api_rate_limit,
         rollups: Default::default(),
         tracker: Default::default(),
+        worker: axum::http::HeaderValue::from_str(&config.worker_name).unwrap_or(axum::http::HeaderValue::from_static("worker")),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.backend(), worker = %config.worker_name, cluster = config.redis.is_some(), geoip = %geo.description, "footfall is listening");

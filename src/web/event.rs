@@ -53,7 +53,10 @@ pub async fn post_event(
             e.into_response()
         }
     };
-    with_cors(resp)
+    let mut resp = with_cors(resp);
+    // Which worker answered: for operators behind a load balancer, and for tests.
+    resp.headers_mut().insert("x-footfall-worker", app.worker.clone());
+    resp
 }
 
 type Rejected = (Rejection, ApiError);

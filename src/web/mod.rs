@@ -33,6 +33,8 @@ pub struct AppState {
     pub api_rate_limit: u32,
     pub rollups: crate::query::engine::DayCache,
     pub tracker: crate::tracker::Variants,
+    /// This worker's name, as a ready header value.
+    pub worker: axum::http::HeaderValue,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

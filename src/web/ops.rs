@@ -31,6 +31,7 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Response {
             "role": role,
             "storage": app.store.backend(),
             "queue_depth": app.writer.queue_depth(),
+            "worker": app.worker.to_str().unwrap_or(""),
             "version": env!("CARGO_PKG_VERSION"),
         }))
         .into_response(),
@@ -40,6 +41,7 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Response {
                 "status": "unavailable",
                 "role": role,
                 "failing": what,
+                "worker": app.worker.to_str().unwrap_or(""),
                 "error": error,
             })),
         )

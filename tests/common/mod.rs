@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod procs;
 pub mod synthetic;
 
 use footfall::config::{self, Layer};
