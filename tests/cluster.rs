@@ -307,3 +307,62 @@ async fn workers_recover_from_a_redis_restart() {
     drop(redis);
     db.drop().await;
 }
+
+/// PostgreSQL crashes (`pg_ctl stop -m immediate`) and comes back mid-run: workers answer
+/// 503 while it is away, reconnect by themselves, and every acknowledged event is stored
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recover_from_a_postgresql_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pg = common::procs::PgInstance::init(free_port());
+    pg.start();
+    let redis_port = free_port();
+    let mut redis = redis(dir, redis_port);
+    redis.start();
+    wait_for_port(redis_port, "redis-server");
+    let store = PostgresStore::open(&pg.url()).await.unwrap();
+    let site = footfall::admin::add_site(&store, "cluster.example", "UTC").await.unwrap();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut workers: Vec<Proc> = ports.iter().enumerate().map(|(i, p)| worker(&format!("p{i}"), *p, &pg.url(), redis_port, dir)).collect();
+    for (w, p) in workers.iter_mut().zip(&ports) {
+        w.start();
+        wait_for_port(*p, &w.name);
+    }
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut tasks = load(format!("http://127.0.0.1:{}/api/event", ports[0]), client.clone(), 0..2, stop.clone(), seen.clone());
+    tasks.extend(load(format!("http://127.0.0.1:{}/api/event", ports[1]), client.clone(), 2..4, stop.clone(), seen.clone()));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.crash();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let health = client.get(format!("http://127.0.0.1:{}/api/health", ports[0])).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["failing"], "storage", "{body}");
+    let acked_while_down = seen.lock().unwrap().acked.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(seen.lock().unwrap().acked.len(), acked_while_down, "no event is acknowledged while PostgreSQL is down");
+    pg.start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = client.get(format!("http://127.0.0.1:{}/api/health", ports[1])).send().await.is_ok_and(|r| r.status() == 200);
+        if ok && seen.lock().unwrap().acked.len() > acked_while_down + 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the workers did not recover after PostgreSQL came back:\n{}", workers[1].log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(seen.refused > 0, "events were refused while PostgreSQL was down");
+    let store = PostgresStore::open(&pg.url()).await.unwrap();
+    check_exactly_once(&store, &site, &seen).await;
+    drop(workers);
+    drop(redis);
+}

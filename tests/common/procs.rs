@@ -86,3 +86,64 @@ pub fn redis(dir: &Path, port: u16) -> Proc {
 pub fn footfall_bin() -> &'static str {
     env!("CARGO_BIN_EXE_footfall")
 }
+
+/// A PostgreSQL server of the test's own (so it can be stopped and started again),
+/// run as the `postgres` user from Debian's packages.
+pub struct PgInstance {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PgInstance {
+    pub fn init(port: u16) -> PgInstance {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).max())
+            .expect("PostgreSQL's server binaries are missing (/usr/lib/postgresql/*/bin): scripts/test installs postgresql");
+        let dir = std::env::temp_dir().join(format!("footfall-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = PgInstance { port, dir, bin };
+        me.as_postgres(&["chown", "-R", "postgres", &me.dir.display().to_string()], true);
+        let data = me.dir.join("data").display().to_string();
+        me.as_postgres(&[&me.bin.join("initdb").display().to_string(), "-D", &data, "-A", "trust", "-U", "postgres"], false);
+        me
+    }
+
+    fn as_postgres(&self, cmd: &[&str], as_root: bool) {
+        let mut c = if as_root {
+            Command::new(cmd[0])
+        } else {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", cmd[0]]);
+            c
+        };
+        let out = c.args(&cmd[1..]).output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn start(&self) {
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("log").display().to_string();
+        self.as_postgres(&[&self.bin.join("pg_ctl").display().to_string(), "-D", &data, "-o", &opts, "-l", &log, "-w", "start"], false);
+    }
+
+    /// Stops at once, as a crash would (`-m immediate`: no shutdown checkpoint).
+    pub fn crash(&self) {
+        let data = self.dir.join("data").display().to_string();
+        self.as_postgres(&[&self.bin.join("pg_ctl").display().to_string(), "-D", &data, "-m", "immediate", "-w", "stop"], false);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgInstance {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let _ = Command::new("runuser").args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl")).args(["-D", &data, "-m", "immediate", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
