@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const USAGE: &str = "usage: footfall-loadgen [--connections 256] [--duration 10] [--warmup 2] [--rounds 3]
-       footfall-loadgen noop-server --listen 127.0.0.1:0";
+       footfall-loadgen noop-server --listen 127.0.0.1:0
+       footfall-loadgen target ADDR [--connections 256] [--duration 10] [--warmup 2]   (a running server or load balancer)";
 
 struct Options {
     connections: usize,
@@ -50,6 +51,17 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("noop-server") {
         return noop_server(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("target") {
+        let addr: SocketAddr = args.get(1).and_then(|a| a.parse().ok()).ok_or_else(|| anyhow!("target needs an address like 127.0.0.1:8080\n{USAGE}"))?;
+        let opts = parse_options(&args[2..])?;
+        return tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+            let requests = Arc::new(build_requests(200_000, 11));
+            let mut r = run_load(addr, requests, opts.connections, opts.warmup, opts.duration).await;
+            let f = figures(&mut r);
+            println!("{addr}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors ({} connections, {} s)", f.rps, f.p50_ms, f.p99_ms, f.errors, opts.connections, opts.duration.as_secs());
+            Ok(())
+        });
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
