@@ -263,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_worker_configuration_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/footfall.toml");
+        let c = load(Layer::default(), Some(&file), &env(&[])).unwrap();
+        assert!(c.storage.database.is_some() && c.redis.is_some());
+        assert_eq!(c.worker_name, "worker-1");
+        assert_eq!(c.leader_lease, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
