@@ -27,7 +27,7 @@ ATTRS = ["source", "country", "browser", "os", "device"]
 
 VISITS = """
         SELECT visit, any_value(visitor) AS visitor, min(ts) AS first_ts, max(ts) AS last_ts,
-               sum(counting) AS counting, {attrs},
+               sum(counting) AS counting, count(*) FILTER (WHERE kind = 0) AS pageviews, {attrs},
                arg_min(pathname, ts) FILTER (WHERE kind = 0) AS entry_page
         FROM events WHERE {where} GROUP BY visit""".replace(
     "{attrs}", ", ".join(f"arg_min({a}, ts) AS {a}" for a in ATTRS)
@@ -77,6 +77,38 @@ def dashboard(first_ms: int, last_ms: int, prev_first_ms: int, filt: dict) -> li
         return f"""WITH {selected(first_ms, last_ms)}
             SELECT v.{attr} AS value, count(DISTINCT s.visitor) AS visitors
             FROM s JOIN v USING (visit) GROUP BY 1 ORDER BY 2 DESC"""
+
+    if VISITS_TABLE and (filt is None or "country" in filt):
+        # Questions about whole visits read the visits table alone, as a sessions table
+        # would be read: no join with the events.
+        where = "" if filt is None else f" AND country = '{filt['country']}'"
+
+        def visits_only(a, b):
+            return f"FROM visits WHERE first_ts >= {a} AND first_ts < {b}{where}"
+
+        def aggregate_v(a, b):
+            return f"""SELECT count(DISTINCT visitor), count(*), sum(pageviews), sum(pageviews) / nullif(count(*), 0),
+                100.0 * avg((counting = 1)::int), avg(last_ts - first_ts) / 1000.0 {visits_only(a, b)}"""
+
+        def by_visit_v(attr):
+            return f"SELECT {attr}, count(DISTINCT visitor) {visits_only(first_ms, last_ms)} GROUP BY 1 ORDER BY 2 DESC"
+
+        top_pages = (
+            f"""WITH {selected(first_ms, last_ms)} SELECT pathname, count(DISTINCT visitor), count(*) FILTER (WHERE kind = 0)
+                FROM s GROUP BY 1 ORDER BY 2 DESC"""
+        )
+        return [
+            ("aggregate", aggregate_v(first_ms, last_ms)),
+            ("aggregate (previous period)", aggregate_v(prev_first_ms, first_ms)),
+            ("timeseries", f"SELECT first_ts // 86400000, count(DISTINCT visitor), sum(pageviews) {visits_only(first_ms, last_ms)} GROUP BY 1 ORDER BY 1"),
+            ("top pages", top_pages),
+            ("entry pages", by_visit_v("entry_page")),
+            ("sources", by_visit_v("source")),
+            ("countries", by_visit_v("country")),
+            ("browsers", by_visit_v("browser")),
+            ("os", by_visit_v("os")),
+            ("devices", by_visit_v("device")),
+        ]
 
     return [
         ("aggregate", aggregate(first_ms, last_ms)),

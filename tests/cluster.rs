@@ -242,6 +242,56 @@ async fn three_workers_behind_caddy_survive_kill_9_and_leader_failover() {
     db.drop().await;
 }
 
+/// Workers for a dependency-outage test: `n` of them on the shared database and Redis.
+fn start_workers(prefix: &str, n: usize, db: &str, redis_port: u16, dir: &std::path::Path) -> (Vec<u16>, Vec<Proc>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let mut workers: Vec<Proc> = ports.iter().enumerate().map(|(i, p)| worker(&format!("{prefix}{i}"), *p, db, redis_port, dir)).collect();
+    for (w, p) in workers.iter_mut().zip(&ports) {
+        w.start();
+        wait_for_port(*p, &w.name);
+    }
+    (ports, workers)
+}
+
+/// Loads two workers directly (two visitors each), takes a dependency away with `crash`
+/// and checks that health names it and nothing is acknowledged meanwhile, brings it back
+/// with `restart`, waits until the workers serve again by themselves, and returns what
+/// the load saw.
+async fn ride_out_outage(ports: &[u16], workers: &[Proc], failing: &str, crash: impl FnOnce(), restart: impl FnOnce()) -> Seen {
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut tasks = load(format!("http://127.0.0.1:{}/api/event", ports[0]), client.clone(), 0..2, stop.clone(), seen.clone());
+    tasks.extend(load(format!("http://127.0.0.1:{}/api/event", ports[1]), client.clone(), 2..4, stop.clone(), seen.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    crash();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let health = client.get(format!("http://127.0.0.1:{}/api/health", ports[0])).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["failing"], failing, "{body}");
+    let acked_while_down = seen.lock().unwrap().acked.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(seen.lock().unwrap().acked.len(), acked_while_down, "nothing is acknowledged while {failing} is down");
+    restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = client.get(format!("http://127.0.0.1:{}/api/health", ports[1])).send().await.is_ok_and(|r| r.status() == 200);
+        if ok && seen.lock().unwrap().acked.len() > acked_while_down + 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the workers did not recover after {failing} came back:\n{}", workers[1].log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(seen.refused > 0, "events were refused while {failing} was down");
+    seen
+}
+
 /// Redis dies (kill -9) and comes back mid-run: workers refuse events with 503 while it is
 /// away, recover by themselves, and every acknowledged event is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,52 +300,17 @@ async fn workers_recover_from_a_redis_restart() {
     let dir = tmp.path();
     let db = TestDatabase::create().await;
     let redis_port = free_port();
-    let mut redis = redis(dir, redis_port);
-    redis.start();
+    let redis = std::cell::RefCell::new(redis(dir, redis_port));
+    redis.borrow_mut().start();
     wait_for_port(redis_port, "redis-server");
     let store = PostgresStore::open(&db.url).await.unwrap();
     let site = footfall::admin::add_site(&store, "cluster.example", "UTC").await.unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let mut workers: Vec<Proc> = ports.iter().enumerate().map(|(i, p)| worker(&format!("r{i}"), *p, &db.url, redis_port, dir)).collect();
-    for (w, p) in workers.iter_mut().zip(&ports) {
-        w.start();
-        wait_for_port(*p, &w.name);
-    }
-    let client = reqwest::Client::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut tasks = load(format!("http://127.0.0.1:{}/api/event", ports[0]), client.clone(), 0..2, stop.clone(), seen.clone());
-    tasks.extend(load(format!("http://127.0.0.1:{}/api/event", ports[1]), client.clone(), 2..4, stop.clone(), seen.clone()));
-
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    redis.kill9();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // While Redis is away, health says so and events are refused, not lost.
-    let health = client.get(format!("http://127.0.0.1:{}/api/health", ports[0])).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    let body: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(body["failing"], "coordination", "{body}");
-    let acked_while_down = seen.lock().unwrap().acked.len();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(seen.lock().unwrap().acked.len(), acked_while_down, "no event is acknowledged while Redis is down");
-    redis.start();
-    wait_for_port(redis_port, "redis-server");
-    // The workers come back by themselves.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ok = client.get(format!("http://127.0.0.1:{}/api/health", ports[1])).send().await.is_ok_and(|r| r.status() == 200);
-        if ok && seen.lock().unwrap().acked.len() > acked_while_down + 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the workers did not recover after Redis came back:\n{}", workers[1].log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(seen.refused > 0, "events were refused while Redis was down");
+    let (ports, workers) = start_workers("r", 2, &db.url, redis_port, dir);
+    let seen = ride_out_outage(&ports, &workers, "coordination", || redis.borrow_mut().kill9(), || {
+        redis.borrow_mut().start();
+        wait_for_port(redis_port, "redis-server");
+    })
+    .await;
     let stored = check_exactly_once(&store, &site, &seen).await;
     // Redis persisted the visits (AOF, appendfsync always): each visitor still has one.
     for v in 0..4 {
@@ -323,44 +338,8 @@ async fn workers_recover_from_a_postgresql_restart() {
     wait_for_port(redis_port, "redis-server");
     let store = PostgresStore::open(&pg.url()).await.unwrap();
     let site = footfall::admin::add_site(&store, "cluster.example", "UTC").await.unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let mut workers: Vec<Proc> = ports.iter().enumerate().map(|(i, p)| worker(&format!("p{i}"), *p, &pg.url(), redis_port, dir)).collect();
-    for (w, p) in workers.iter_mut().zip(&ports) {
-        w.start();
-        wait_for_port(*p, &w.name);
-    }
-    let client = reqwest::Client::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut tasks = load(format!("http://127.0.0.1:{}/api/event", ports[0]), client.clone(), 0..2, stop.clone(), seen.clone());
-    tasks.extend(load(format!("http://127.0.0.1:{}/api/event", ports[1]), client.clone(), 2..4, stop.clone(), seen.clone()));
-
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    pg.crash();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let health = client.get(format!("http://127.0.0.1:{}/api/health", ports[0])).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    let body: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(body["failing"], "storage", "{body}");
-    let acked_while_down = seen.lock().unwrap().acked.len();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(seen.lock().unwrap().acked.len(), acked_while_down, "no event is acknowledged while PostgreSQL is down");
-    pg.start();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = client.get(format!("http://127.0.0.1:{}/api/health", ports[1])).send().await.is_ok_and(|r| r.status() == 200);
-        if ok && seen.lock().unwrap().acked.len() > acked_while_down + 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the workers did not recover after PostgreSQL came back:\n{}", workers[1].log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(seen.refused > 0, "events were refused while PostgreSQL was down");
+    let (ports, workers) = start_workers("p", 2, &pg.url(), redis_port, dir);
+    let seen = ride_out_outage(&ports, &workers, "storage", || pg.crash(), || pg.start()).await;
     let store = PostgresStore::open(&pg.url()).await.unwrap();
     check_exactly_once(&store, &site, &seen).await;
     drop(workers);
