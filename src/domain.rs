@@ -208,6 +208,8 @@ pub struct EventFacts {
     pub device: String,
     pub country: String,
     pub region: String,
+    /// The region's English name, where the GeoIP database has one.
+    pub region_name: String,
     pub city: String,
     pub props: Vec<(String, String)>,
     pub revenue: Option<Revenue>,

@@ -49,6 +49,9 @@ fn ref_dim(d: &Dimension, e: &Event, v: &RefVisit, events: &[Event], tz: &Timezo
         Dimension::Prop(k) => e.facts.props.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()).unwrap_or(scan::NO_PROP.into()),
         Dimension::Visit(VisitProperty::Source) => or_not_set(&first.source),
         Dimension::Visit(VisitProperty::Country) => or_not_set(&first.country),
+        Dimension::Visit(VisitProperty::CountryName) => {
+            or_not_set(isocountry::CountryCode::for_alpha2(&first.country).map(|c| c.name()).unwrap_or(""))
+        }
         Dimension::Visit(VisitProperty::EntryPage) => or_not_set(pageviews.first().map(|e| e.facts.pathname.as_str()).unwrap_or("")),
         Dimension::Visit(VisitProperty::ExitPage) => or_not_set(pageviews.last().map(|e| e.facts.pathname.as_str()).unwrap_or("")),
         Dimension::Day => tz.local_day(e.ts_ms).to_string(),
@@ -97,6 +100,7 @@ fn dimension() -> impl Strategy<Value = Option<Dimension>> {
         Just(Some(Dimension::Prop("plan".into()))),
         Just(Some(Dimension::Visit(VisitProperty::Source))),
         Just(Some(Dimension::Visit(VisitProperty::Country))),
+        Just(Some(Dimension::Visit(VisitProperty::CountryName))),
         Just(Some(Dimension::Visit(VisitProperty::EntryPage))),
         Just(Some(Dimension::Visit(VisitProperty::ExitPage))),
         Just(Some(Dimension::Day)),

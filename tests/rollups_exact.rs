@@ -37,6 +37,7 @@ fn filtered_queries() -> Vec<(Vec<Dimension>, Filter)> {
         vec![Dimension::Hour],
         vec![Dimension::Prop("plan".into())],
         vec![Dimension::Visit(VisitProperty::Country), Dimension::Page],
+        vec![Dimension::Visit(VisitProperty::CountryName)],
     ];
     let mut out: Vec<(Vec<Dimension>, Filter)> = dims.iter().map(|d| (d.clone(), Filter::All)).collect();
     for f in &filters {

@@ -329,6 +329,18 @@ async fn goals_and_conversion_rates() {
     })).await;
     assert_eq!(body["results"], json!([{"dimensions": [], "metrics": [2, 2, 100.0]}]));
 
+    // Plausible's country-and-city example shape: names instead of codes.
+    let (status, body) = query(&app, &key, json!({
+        "site_id": "example.com", "date_range": day, "metrics": ["visitors"],
+        "dimensions": ["visit:country_name", "visit:city_name"],
+        "filters": [["is", "visit:country_name", ["United States of America", "United Kingdom of Great Britain and Northern Ireland"]]]
+    })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([
+        {"dimensions": ["United Kingdom of Great Britain and Northern Ireland", "(not set)"], "metrics": [1]},
+        {"dimensions": ["United States of America", "(not set)"], "metrics": [1]},
+    ]));
+
     // Plausible's imports example: imported events are stored like live ones.
     let (_, body) = query(&app, &key, json!({
         "site_id": "example.com", "date_range": "all", "metrics": ["visitors"], "dimensions": ["visit:source"], "include": {"imports": true}

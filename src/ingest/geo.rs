@@ -20,6 +20,8 @@ pub struct Location {
     pub country: String,
     /// ISO 3166-2, e.g. `DE-BE`.
     pub region: String,
+    /// English name of the region, e.g. `Berlin`.
+    pub region_name: String,
     pub city: String,
 }
 
@@ -52,6 +54,8 @@ struct Country<'a> {
 #[derive(Deserialize)]
 struct Subdivision<'a> {
     iso_code: Option<&'a str>,
+    #[serde(borrow)]
+    names: Option<BTreeMap<&'a str, &'a str>>,
 }
 #[derive(Deserialize)]
 struct City<'a> {
@@ -90,20 +94,23 @@ fn to_location(r: Record<'_>) -> Location {
         .to_ascii_uppercase();
     // "ZZ" is DB-IP's code for unassigned space; treat it as unknown.
     let country = if country.len() == 2 && country != "ZZ" { country } else { String::new() };
-    let region = r
-        .subdivisions
-        .as_ref()
-        .and_then(|s| s.first())
+    let subdivision = r.subdivisions.as_ref().and_then(|s| s.first());
+    let region = subdivision
         .and_then(|s| s.iso_code)
         .filter(|_| !country.is_empty())
         .map(|code| format!("{country}-{code}"))
+        .unwrap_or_default();
+    let region_name = subdivision
+        .filter(|_| !region.is_empty())
+        .and_then(|s| s.names.as_ref())
+        .and_then(|n| n.get("en").map(|s| s.to_string()))
         .unwrap_or_default();
     let city = r
         .city
         .and_then(|c| c.names)
         .and_then(|n| n.get("en").map(|s| s.to_string()))
         .unwrap_or_default();
-    Location { country, region, city }
+    Location { country, region, region_name, city }
 }
 
 #[cfg(test)]
@@ -127,8 +134,8 @@ mod tests {
         let geo = GeoIp::open(&path).unwrap();
         assert!(geo.description.starts_with("Footfall-Test-City"));
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let loc = |country: &str, region: &str, city: &str| Location { country: country.into(), region: region.into(), city: city.into() };
-        assert_eq!(geo.lookup(ip("198.51.100.9")), loc("DE", "DE-BE", "Berlin"));
+        let loc = |country: &str, region: &str, city: &str| Location { country: country.into(), region: region.into(), city: city.into(), ..Default::default() };
+        assert_eq!(geo.lookup(ip("198.51.100.9")), Location { region_name: "Berlin".into(), ..loc("DE", "DE-BE", "Berlin") });
         assert_eq!(geo.lookup(ip("2001:db8:1::5")), loc("FR", "", "Lyon"));
         assert_eq!(geo.lookup(ip("8.8.8.8")), Location::default());
     }

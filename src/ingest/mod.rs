@@ -64,6 +64,7 @@ pub fn enrich(req: &EventRequest, ua: &UserAgentInfo, location: geo::Location) -
         device: ua.device.clone(),
         country: location.country,
         region: location.region,
+        region_name: location.region_name,
         city: location.city,
         props: req.props.clone(),
         revenue: req.revenue.clone(),

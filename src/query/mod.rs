@@ -109,6 +109,12 @@ pub enum VisitProperty {
     Country,
     Region,
     City,
+    /// English names: of the country (from its ISO code), of the region and of the city
+    /// (from the GeoIP database). `visit:city` holds the city's name too: Footfall does
+    /// not keep GeoNames ids.
+    CountryName,
+    RegionName,
+    CityName,
     EntryPage,
     ExitPage,
 }
@@ -196,6 +202,9 @@ impl Dimension {
             "visit:country" => Dimension::Visit(V::Country),
             "visit:region" => Dimension::Visit(V::Region),
             "visit:city" => Dimension::Visit(V::City),
+            "visit:country_name" => Dimension::Visit(V::CountryName),
+            "visit:region_name" => Dimension::Visit(V::RegionName),
+            "visit:city_name" => Dimension::Visit(V::CityName),
             "visit:entry_page" => Dimension::Visit(V::EntryPage),
             "visit:exit_page" => Dimension::Visit(V::ExitPage),
             other => match other.strip_prefix("event:props:") {
@@ -235,6 +244,9 @@ impl fmt::Display for Dimension {
                 V::Country => "visit:country",
                 V::Region => "visit:region",
                 V::City => "visit:city",
+                V::CountryName => "visit:country_name",
+                V::RegionName => "visit:region_name",
+                V::CityName => "visit:city_name",
                 V::EntryPage => "visit:entry_page",
                 V::ExitPage => "visit:exit_page",
             },

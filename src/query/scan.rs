@@ -24,6 +24,11 @@ pub(crate) struct Visit {
     pub(crate) members: Vec<usize>,
 }
 
+/// The English name of a country by its ISO 3166-1 alpha-2 code ("" when unknown).
+pub fn country_name(code: &str) -> &'static str {
+    isocountry::CountryCode::for_alpha2(code).map(|c| c.name()).unwrap_or("")
+}
+
 pub(crate) fn visit_value<'a>(p: VisitProperty, v: &Visit, events: &'a [Event]) -> &'a str {
     use VisitProperty as V;
     let f = &events[v.first].facts;
@@ -42,7 +47,9 @@ pub(crate) fn visit_value<'a>(p: VisitProperty, v: &Visit, events: &'a [Event]) 
         V::OsVersion => &f.os_version,
         V::Country => &f.country,
         V::Region => &f.region,
-        V::City => &f.city,
+        V::City | V::CityName => &f.city,
+        V::CountryName => country_name(&f.country),
+        V::RegionName => &f.region_name,
         V::EntryPage => v.entry.map(|i| events[i].facts.pathname.as_str()).unwrap_or(""),
         V::ExitPage => v.exit.map(|i| events[i].facts.pathname.as_str()).unwrap_or(""),
     };

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
-const VISIT_PROPERTIES: [VisitProperty; 17] = [
+const VISIT_PROPERTIES: [VisitProperty; 20] = [
     VisitProperty::Source,
     VisitProperty::Referrer,
     VisitProperty::UtmSource,
@@ -30,6 +30,9 @@ const VISIT_PROPERTIES: [VisitProperty; 17] = [
     VisitProperty::Country,
     VisitProperty::Region,
     VisitProperty::City,
+    VisitProperty::CountryName,
+    VisitProperty::RegionName,
+    VisitProperty::CityName,
     VisitProperty::EntryPage,
     VisitProperty::ExitPage,
 ];
@@ -51,7 +54,7 @@ struct SegVisit {
     /// The visit's events are `events[first_event .. first_event + event_count]`.
     first_event: u32,
     event_count: u32,
-    attrs: [u32; 17],
+    attrs: [u32; 20],
 }
 
 struct SegEvent {
@@ -196,7 +199,7 @@ impl DaySegment {
             .map(|v| {
                 let n = visitors.len() as u32;
                 let visitor = *visitors.entry(v.visitor).or_insert(n);
-                let mut attrs = [0u32; 17];
+                let mut attrs = [0u32; 20];
                 for (i, p) in VISIT_PROPERTIES.iter().enumerate() {
                     attrs[i] = dict.code(scan::visit_value(*p, v, events));
                 }

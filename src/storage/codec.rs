@@ -5,7 +5,7 @@
 //!
 //! Layout (version 1): version byte, flags byte, then the text fields in `TEXT_FIELDS`
 //! order as varint length + UTF-8 bytes, then props (varint count, key/value pairs), then
-//! the optional revenue, scroll depth and engaged time announced by the flags.
+//! the optional revenue, scroll depth, engaged time and region name announced by the flags.
 
 use crate::domain::{EventFacts, EventKind, Revenue, Utm};
 
@@ -14,6 +14,8 @@ const INTERACTIVE: u8 = 1;
 const REVENUE: u8 = 2;
 const SCROLL: u8 = 4;
 const ENGAGED: u8 = 8;
+/// A region name follows (added after version 1's first layout; older blobs lack it).
+const REGION_NAME: u8 = 16;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -53,6 +55,9 @@ pub fn encode(f: &EventFacts, out: &mut Vec<u8>) {
     if f.engaged_ms.is_some() {
         flags |= ENGAGED;
     }
+    if !f.region_name.is_empty() {
+        flags |= REGION_NAME;
+    }
     out.push(flags);
     for s in text_fields(f) {
         put_str(out, s);
@@ -71,6 +76,9 @@ pub fn encode(f: &EventFacts, out: &mut Vec<u8>) {
     }
     if let Some(e) = f.engaged_ms {
         put_varint(out, e as u64);
+    }
+    if !f.region_name.is_empty() {
+        put_str(out, &f.region_name);
     }
 }
 
@@ -124,6 +132,7 @@ pub fn decode(kind: EventKind, buf: &[u8]) -> Result<EventFacts, String> {
     let revenue = if flags & REVENUE != 0 { Some(Revenue { amount: r.string()?, currency: r.string()? }) } else { None };
     let scroll_depth = if flags & SCROLL != 0 { Some(r.byte()?) } else { None };
     let engaged_ms = if flags & ENGAGED != 0 { Some(r.varint()? as u32) } else { None };
+    let region_name = if flags & REGION_NAME != 0 { r.string()? } else { String::new() };
     let mut t = t.into_iter();
     let mut next = || t.next().unwrap_or_default();
     Ok(EventFacts {
@@ -141,6 +150,7 @@ pub fn decode(kind: EventKind, buf: &[u8]) -> Result<EventFacts, String> {
         device: next(),
         country: next(),
         region: next(),
+        region_name,
         city: next(),
         props,
         revenue,
@@ -159,7 +169,7 @@ mod tests {
         let s = || ".{0,12}";
         (
             prop_oneof![Just(EventKind::Pageview), Just(EventKind::Custom), Just(EventKind::Engagement)],
-            proptest::collection::vec(s(), 18),
+            proptest::collection::vec(s(), 19),
             proptest::collection::vec((s(), s()), 0..4),
             proptest::option::of((s(), "[A-Z]{3}")),
             proptest::option::of(any::<u8>()),
@@ -181,6 +191,7 @@ mod tests {
                 device: t[14].clone(),
                 country: t[15].clone(),
                 region: t[16].clone(),
+                region_name: t[18].clone(),
                 city: t[17].clone(),
                 props,
                 revenue: revenue.map(|(amount, currency)| Revenue { amount, currency }),

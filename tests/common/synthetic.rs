@@ -71,6 +71,7 @@ pub fn build(raws: &[Raw], tz: &Timezone) -> Vec<Event> {
                     device: "Desktop".into(),
                     country: COUNTRIES[r.country].into(),
                     region: String::new(),
+                    region_name: String::new(),
                     city: String::new(),
                     props: r.plan.map(|p| vec![("plan".to_string(), format!("p{p}"))]).unwrap_or_default(),
                     // Some custom events carry revenue, now and then in a second currency.
