@@ -219,6 +219,10 @@ proptest! {
             let (scan_groups, scan_total) = scan::group_sums(&dims, &filter, &tz, &evs);
             prop_assert_eq!(seg_total, scan_total, "total on {} for {:?}", day, dims);
             prop_assert_eq!(sums_map(seg_groups), sums_map(scan_groups), "groups on {} for {:?}", day, dims);
+            // Engagement and revenue sums too.
+            let seg_extra = segment.extra_sums(&dims, &filter).unwrap();
+            let scan_extra = scan::extra_sums(&dims, &filter, &tz, &evs);
+            prop_assert_eq!(seg_extra, scan_extra, "engagement and revenue on {} for {:?}", day, dims);
         }
     }
 }

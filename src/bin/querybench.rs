@@ -361,5 +361,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // Engagement metrics (and revenue) come from the day segments' engagement records.
+    let engagement = StatsQuery {
+        metrics: vec![Metric::Visitors, Metric::ScrollDepth, Metric::TimeOnPage],
+        dimensions: vec![Dimension::Page],
+        filter: Filter::All,
+    };
+    let t = Instant::now();
+    let rows = engine::answer_with(store, &cache, &site, &engagement, &bench.current, now).await?.rows.len();
+    println!("  top pages with scroll depth and time on page: {:.1} ms ({rows} pages)", t.elapsed().as_secs_f64() * 1000.0);
     Ok(())
 }

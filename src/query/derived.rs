@@ -77,8 +77,12 @@ impl Extras {
 
     pub fn add_revenue(&mut self, amount: &str, currency: &str) {
         if let Some(m) = micros(amount) {
-            self.add(&Extras { revenue_events: 1, revenue_micros: m, currency: Currency::One(currency.to_string()), ..Extras::default() });
+            self.add_revenue_micros(m, currency);
         }
+    }
+
+    pub fn add_revenue_micros(&mut self, micros: i128, currency: &str) {
+        self.add(&Extras { revenue_events: 1, revenue_micros: micros, currency: Currency::One(currency.to_string()), ..Extras::default() });
     }
 
     /// `None` when nothing was reported (the API answers `null`).

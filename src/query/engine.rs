@@ -165,7 +165,7 @@ pub async fn answer_with(
         for part in &plan.parts {
             answers.push(plain_rows(store, cache, site, part, day_aligned, from_ms, to_ms).await?);
         }
-        let engagement = extra_sums(store, site, &plan.engagement, from_ms, to_ms).await?;
+        let engagement = extra_sums(store, cache, site, &plan.engagement, from_ms, to_ms).await?;
         plan.combine(answers, engagement)
     };
     Ok(Answer { rows, from_ms, to_ms })
@@ -194,10 +194,13 @@ async fn plain_rows(
     }
 }
 
-/// Extras sums for each selection over `[from_ms, to_ms)`, read one local day at a
-/// time (visits never cross midnight, so the days' sums add up) off the async runtime.
+/// Engagement and revenue sums for each selection over `[from_ms, to_ms)`, one local day
+/// at a time (visits never cross midnight, so the days' sums add up), off the async
+/// runtime: closed days wholly in the range from their cached segments, the others from
+/// raw events.
 async fn extra_sums(
     store: &dyn Store,
+    cache: &DayCache,
     site: &Site,
     selections: &[(Vec<Dimension>, Filter)],
     from_ms: i64,
@@ -209,15 +212,29 @@ async fn extra_sums(
     }
     let tz = &site.timezone;
     let (mut day, last) = (tz.local_day(from_ms), tz.local_day(to_ms - 1));
+    let rolled: BTreeMap<LocalDay, i64> = store.rolled_up_days(site.id, day, last).await?.into_iter().collect();
     while day <= last {
         let (start, end) = tz.day_bounds(day);
-        let events = store.events(site.id, start.max(from_ms), end.min(to_ms)).await?;
-        let (selections, tz) = (selections.to_vec(), *tz);
-        let day_sums = tokio::task::spawn_blocking(move || {
-            selections.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, &tz, &events)).collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("an engagement scan failed: {e}"))?;
+        let from_segment = match rolled.get(&day) {
+            Some(built_at) if start >= from_ms && end <= to_ms => {
+                let segment = cache.segment(store, site, day, *built_at).await?;
+                let selections = selections.to_vec();
+                tokio::task::spawn_blocking(move || selections.iter().map(|(dims, filter)| segment.extra_sums(dims, filter)).collect::<Option<Vec<_>>>())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("an engagement scan failed: {e}"))?
+            }
+            _ => None,
+        };
+        let day_sums = match from_segment {
+            Some(sums) => sums,
+            None => {
+                let events = store.events(site.id, start.max(from_ms), end.min(to_ms)).await?;
+                let (selections, tz) = (selections.to_vec(), *tz);
+                tokio::task::spawn_blocking(move || selections.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, &tz, &events)).collect::<Vec<_>>())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("an engagement scan failed: {e}"))?
+            }
+        };
         for (acc, groups) in out.iter_mut().zip(day_sums) {
             for (key, e) in groups {
                 acc.entry(key).or_default().add(&e);

@@ -132,11 +132,22 @@ impl SegEvent {
     }
 }
 
+/// An engagement event, held as the pageview it reports on (its name reads `pageview`),
+/// with what it reported.
+struct SegEngagement {
+    twin: SegEvent,
+    scroll_depth: Option<u8>,
+    engaged_ms: Option<u32>,
+}
+
 pub struct DaySegment {
     day: LocalDay,
     strings: Vec<String>,
     visits: Vec<SegVisit>,
     events: Vec<SegEvent>,
+    engagements: Vec<SegEngagement>,
+    /// Events with revenue: (event index, amount in millionths, currency code).
+    revenue: Vec<(u32, i128, u32)>,
     props: Vec<(u32, u32)>,
     /// Event indices by page code, ascending.
     page_events: HashMap<u32, Vec<u32>>,
@@ -219,6 +230,7 @@ impl DaySegment {
         event_order.sort_by_key(|&i| (renumber[visit_of[i]], events[i].ts_ms, i));
         let mut seg_events = Vec::with_capacity(event_order.len());
         let mut props = Vec::new();
+        let mut revenue = Vec::new();
         for i in event_order {
             let e = &events[i];
             let hour = DateTime::from_timestamp_millis(e.ts_ms).unwrap_or_default().with_timezone(&tz.tz()).hour() as u8;
@@ -234,6 +246,11 @@ impl DaySegment {
             sv.event_count += 1;
             sv.pageviews += (e.facts.kind == EventKind::Pageview) as u32;
             sv.events += counts_as_event(e.facts.kind, e.facts.interactive) as u32;
+            if let Some(r) = &e.facts.revenue {
+                if let Some(m) = super::derived::micros(&r.amount) {
+                    revenue.push((seg_events.len() as u32, m, dict.code(&r.currency)));
+                }
+            }
             seg_events.push(SegEvent {
                 visit,
                 page: dict.code(&e.facts.pathname),
@@ -246,12 +263,36 @@ impl DaySegment {
                 props_len: (props.len() as u32 - props_start) as u16,
             });
         }
+        // Engagement events that reported something, as pageviews of their page.
+        let pageview = dict.code("pageview");
+        let mut engagements = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if e.facts.kind != EventKind::Engagement || (e.facts.scroll_depth.is_none() && e.facts.engaged_ms.is_none()) {
+                continue;
+            }
+            let props_start = props.len() as u32;
+            for (k, v) in &e.facts.props {
+                props.push((dict.code(k), dict.code(v)));
+            }
+            let twin = SegEvent {
+                visit: renumber[visit_of[i]],
+                page: dict.code(&e.facts.pathname),
+                name: pageview,
+                hostname: dict.code(&e.facts.hostname),
+                hour: DateTime::from_timestamp_millis(e.ts_ms).unwrap_or_default().with_timezone(&tz.tz()).hour() as u8,
+                pageview: true,
+                counting: true,
+                props_start,
+                props_len: (props.len() as u32 - props_start) as u16,
+            };
+            engagements.push(SegEngagement { twin, scroll_depth: e.facts.scroll_depth, engaged_ms: e.facts.engaged_ms });
+        }
         let mut page_events: HashMap<u32, Vec<u32>> = HashMap::new();
         for (i, e) in seg_events.iter().enumerate() {
             page_events.entry(e.page).or_default().push(i as u32);
         }
         let visit_index = (0..VISIT_PROPERTIES.len()).map(|_| OnceLock::new()).collect();
-        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, props, page_events, visit_index }
+        DaySegment { day, strings: dict.strings, visits: seg_visits, events: seg_events, engagements, revenue, props, page_events, visit_index }
     }
 
     fn code_of(&self, s: &str) -> Option<u32> {
@@ -425,6 +466,66 @@ impl DaySegment {
             _ if code == NONE => NO_PROP.to_string(),
             _ => self.strings[code as usize].clone(),
         }
+    }
+
+    /// The same as `scan::extra_sums` over this day's events (engagement and revenue), for
+    /// up to two dimensions (`None` for more).
+    pub fn extra_sums(&self, dimensions: &[Dimension], filter: &Filter) -> Option<super::derived::ExtraGroups> {
+        if dimensions.len() > 2 {
+            return None;
+        }
+        let pred = self.compile(filter);
+        let prop_keys: HashMap<String, Option<u32>> = dimensions
+            .iter()
+            .filter_map(|d| match d {
+                Dimension::Prop(k) => Some((k.clone(), self.code_of(k))),
+                _ => None,
+            })
+            .collect();
+        let key_of = |e: &SegEvent| dimensions.iter().fold(0u64, |key, d| (key << 32) | self.key_part(d, e, &prop_keys) as u64);
+        let mut out: HashMap<u64, super::derived::Extras> = HashMap::new();
+        let mut time: HashMap<u64, (std::collections::HashSet<u32>, u64)> = HashMap::new();
+        let mut scroll: HashMap<u64, HashMap<(u32, u32), u8>> = HashMap::new();
+        for g in &self.engagements {
+            if !self.test(&pred, &g.twin) {
+                continue;
+            }
+            let key = key_of(&g.twin);
+            if let Some(ms) = g.engaged_ms {
+                let t = time.entry(key).or_default();
+                t.0.insert(g.twin.visit);
+                t.1 += ms as u64;
+            }
+            if let Some(sd) = g.scroll_depth {
+                let deepest = scroll.entry(key).or_default().entry((g.twin.visit, g.twin.page)).or_insert(0);
+                *deepest = (*deepest).max(sd);
+            }
+        }
+        for (key, (visits, ms)) in time {
+            let x = out.entry(key).or_default();
+            x.time_visits = visits.len() as u64;
+            x.engaged_ms = ms;
+        }
+        for (key, pairs) in scroll {
+            let x = out.entry(key).or_default();
+            x.scroll_pairs = pairs.len() as u64;
+            x.scroll_sum = pairs.values().map(|&d| d as u64).sum();
+        }
+        for &(i, micros, currency) in &self.revenue {
+            let e = &self.events[i as usize];
+            if self.test(&pred, e) {
+                out.entry(key_of(e)).or_default().add_revenue_micros(micros, &self.strings[currency as usize]);
+            }
+        }
+        let n = dimensions.len();
+        Some(
+            out.into_iter()
+                .map(|(key, x)| {
+                    let parts = dimensions.iter().enumerate().map(|(i, d)| self.key_string(d, (key >> (32 * (n - 1 - i))) as u32)).collect();
+                    (parts, x)
+                })
+                .collect(),
+        )
     }
 
     /// The same as `scan::group_sums` over this day's events, for up to two dimensions
