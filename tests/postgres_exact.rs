@@ -139,6 +139,14 @@ async fn import_goals_and_job_claims_on_postgres() {
     let rerun = footfall::import::import_file(&pg, &site, &mut std::fs::File::open(&path).unwrap(), &geo, |_, _| {}).await.unwrap();
     assert_eq!(rerun.imported, 0, "a rerun skips what is stored: {rerun:?}");
     assert_eq!(pg.events(site.id, 0, i64::MAX).await.unwrap().len(), 50);
+    // Rollups built from a stale read are refused.
+    let day = site.timezone.local_day(pg.first_event_ms(site.id).await.unwrap().unwrap());
+    let (from, to) = site.timezone.day_bounds(day);
+    let refused = pg.replace_rollups(site.id, day, from, to, 49, vec![]).await;
+    assert!(matches!(refused, Err(footfall::storage::StoreError::Conflict)), "{refused:?}");
+    assert!(pg.rolled_up_days(site.id, day, day).await.unwrap().is_empty());
+    footfall::query::engine::build_day(&pg, &site, day).await.unwrap();
+    assert_eq!(pg.rolled_up_days(site.id, day, day).await.unwrap().len(), 1);
 
     // Job slots: each runs once; an older token is refused once a newer one ran.
     assert!(pg.claim_job_run("tick", 1, 5, "a").await.unwrap());

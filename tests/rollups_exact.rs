@@ -195,4 +195,12 @@ async fn day_close_rolls_up_closed_days_and_imports_invalidate_them() {
     check(&store, &cache, &site, first, last).await.unwrap();
     assert_eq!(footfall::jobs::close_days_once(&store, later).await.unwrap(), 1, "and the next day close rebuilds them");
     check(&store, &cache, &site, first, last).await.unwrap();
+
+    // Rollups built from a read that an import overtook are refused, not stored.
+    let (from, to) = site.timezone.day_bounds(first);
+    let stale = store.events(site.id, from, to).await.unwrap().len() as u64 - 1;
+    let refused = store.replace_rollups(site.id, first, from, to, stale, vec![]).await;
+    assert!(matches!(refused, Err(footfall::storage::StoreError::Conflict)), "{refused:?}");
+    assert_eq!(store.rolled_up_days(site.id, first, last).await.unwrap().len(), 4, "the day keeps its rollups");
+    check(&store, &cache, &site, first, last).await.unwrap();
 }

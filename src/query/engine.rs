@@ -360,7 +360,8 @@ async fn from_segments(store: &dyn Store, cache: &DayCache, site: &Site, q: &Sta
     Ok(scan::finish(q, groups.into_iter().collect(), &total))
 }
 
-/// Builds the rollups of one closed day from its raw events.
+/// Builds the rollups of one closed day from its raw events. `Conflict` when an import
+/// changed the day meanwhile (nothing is written; the next day close builds it again).
 pub async fn build_day(store: &dyn Store, site: &Site, day: LocalDay) -> StoreResult<()> {
     let (from, to) = site.timezone.day_bounds(day);
     let events = store.events(site.id, from, to).await?;
@@ -370,7 +371,7 @@ pub async fn build_day(store: &dyn Store, site: &Site, day: LocalDay) -> StoreRe
     for (name, groups) in ROLLUP_DIMENSIONS.iter().zip(per_dim) {
         rows.extend(groups.into_iter().map(|(value, sums)| RollupRow { dimension: name.to_string(), value, sums }));
     }
-    store.replace_rollups(site.id, day, events.len() as u64, rows).await
+    store.replace_rollups(site.id, day, from, to, events.len() as u64, rows).await
 }
 
 /// Builds the rollups of every closed day of `site` that has none. Returns how many days
@@ -390,8 +391,12 @@ pub async fn close_days(store: &dyn Store, site: &Site, now_ms: i64) -> StoreRes
     let mut day = first;
     while day <= last_closed {
         if !rolled.contains(&day) {
-            build_day(store, site, day).await?;
-            built += 1;
+            match build_day(store, site, day).await {
+                Ok(()) => built += 1,
+                // An import landed while the day was read; it is rebuilt next time.
+                Err(crate::storage::StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
         }
         day = day.next();
     }

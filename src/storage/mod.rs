@@ -151,8 +151,10 @@ pub trait Store: Send + Sync + 'static {
     async fn known_import_keys(&self, site: SiteId, keys: Vec<ImportKey>) -> StoreResult<HashSet<ImportKey>>;
     async fn apply_import(&self, batch: ImportBatch) -> StoreResult<()>;
 
-    /// Replaces the rollups of a closed day, marking the day as rolled up.
-    async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()>;
+    /// Replaces the rollups of a closed day (`[from_ms, to_ms)`), marking the day as rolled
+    /// up. `Conflict`, writing nothing, when the day no longer holds the `event_count`
+    /// events the rollups were built from (an import landed in between).
+    async fn replace_rollups(&self, site: SiteId, day: LocalDay, from_ms: i64, to_ms: i64, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()>;
     /// The days in `[first, last]` whose rollups are built, with when they were built
     /// (which identifies that version of the day's rollups, for caches).
     async fn rolled_up_days(&self, site: SiteId, first: LocalDay, last: LocalDay) -> StoreResult<Vec<(LocalDay, i64)>>;

@@ -420,10 +420,19 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()> {
+    async fn replace_rollups(&self, site: SiteId, day: LocalDay, from_ms: i64, to_ms: i64, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
+        // Imports take the same lock, so the count below cannot change before the commit.
         tx.execute("SELECT 1 FROM sites WHERE id = $1 FOR UPDATE", &[&site.0]).await.map_err(db_err)?;
+        let now: i64 = tx
+            .query_one("SELECT COUNT(*) FROM events WHERE site_id = $1 AND ts >= $2 AND ts < $3", &[&site.0, &from_ms, &to_ms])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if now as u64 != event_count {
+            return Err(StoreError::Conflict);
+        }
         delete_rollups(&tx, site, day).await.map_err(db_err)?;
         let col = |f: fn(&Sums) -> u64| rows.iter().map(|r| f(&r.sums) as i64).collect::<Vec<i64>>();
         let dims: Vec<&str> = rows.iter().map(|r| r.dimension.as_str()).collect();

@@ -596,9 +596,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replace_rollups(&self, site: SiteId, day: LocalDay, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()> {
+    async fn replace_rollups(&self, site: SiteId, day: LocalDay, from_ms: i64, to_ms: i64, event_count: u64, rows: Vec<RollupRow>) -> StoreResult<()> {
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let now: i64 = tx
+                .query_row("SELECT COUNT(*) FROM events WHERE site_id = ?1 AND ts >= ?2 AND ts < ?3", params![site.0, from_ms, to_ms], |r| r.get(0))
+                .map_err(db_err)?;
+            if now as u64 != event_count {
+                return Err(StoreError::Conflict);
+            }
             delete_rollups(&tx, site, day).map_err(db_err)?;
             {
                 let mut s = tx
