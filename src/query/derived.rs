@@ -1,8 +1,8 @@
 //! Questions that need more than one selection: goals (`event:goal` as a filter or a
-//! dimension), conversion rates, and the engagement metrics (`scroll_depth`,
-//! `time_on_page`). A `Plan` rewrites such a question into plain questions — only core
+//! dimension), conversion rates, the engagement metrics (`scroll_depth`, `time_on_page`)
+//! and revenue. A `Plan` rewrites such a question into plain questions — only core
 //! metrics, no goals — that every path answers (rollups, segments, raw scans), plus
-//! engagement sums read from engagement events, and then combines their answers.
+//! engagement and revenue sums (`Extras`), and then combines their answers.
 //!
 //! - A goal filter becomes a filter on what completes the goals it names: a pageview goal
 //!   is `event:name is pageview` and `event:page` matching its path pattern; an event goal
@@ -106,6 +106,49 @@ impl Extras {
     }
 }
 
+/// Collects engagement per group while events are read: the visits with engaged time and
+/// that time, and each (visit, page)'s deepest scroll. `K` keys groups, `V` visits and
+/// `P` pages, as each reader numbers them.
+pub struct EngagementAcc<K, V, P> {
+    time: HashMap<K, (std::collections::HashSet<V>, u64)>,
+    scroll: HashMap<K, HashMap<(V, P), u8>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq, P: std::hash::Hash + Eq> Default for EngagementAcc<K, V, P> {
+    fn default() -> Self {
+        EngagementAcc { time: HashMap::new(), scroll: HashMap::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: std::hash::Hash + Eq + Copy, P: std::hash::Hash + Eq> EngagementAcc<K, V, P> {
+    /// One engagement event of `visit` on `page`, with what it reported.
+    pub fn add(&mut self, key: K, visit: V, page: impl FnOnce() -> P, engaged_ms: Option<u32>, scroll_depth: Option<u8>) {
+        if let Some(ms) = engaged_ms {
+            let t = self.time.entry(key.clone()).or_default();
+            t.0.insert(visit);
+            t.1 += ms as u64;
+        }
+        if let Some(sd) = scroll_depth {
+            let deepest = self.scroll.entry(key).or_default().entry((visit, page())).or_insert(0);
+            *deepest = (*deepest).max(sd);
+        }
+    }
+
+    /// Adds the collected sums to `out`.
+    pub fn finish_into(self, out: &mut HashMap<K, Extras>) {
+        for (key, (visits, ms)) in self.time {
+            let x = out.entry(key).or_default();
+            x.time_visits = visits.len() as u64;
+            x.engaged_ms = ms;
+        }
+        for (key, pairs) in self.scroll {
+            let x = out.entry(key).or_default();
+            x.scroll_pairs = pairs.len() as u64;
+            x.scroll_sum = pairs.values().map(|&d| d as u64).sum();
+        }
+    }
+}
+
 /// Extras sums per group, keyed by dimension values.
 pub type ExtraGroups = HashMap<Vec<String>, Extras>;
 
@@ -196,8 +239,9 @@ pub struct Plan {
     base_total: Option<usize>,
     base_groups: Option<usize>,
     union_total: Option<usize>,
-    /// Extras selections to sum, one per main part, when engagement metrics are asked.
-    pub engagement: Vec<(Vec<Dimension>, Filter)>,
+    /// Selections whose engagement and revenue to sum, one per main part, when those
+    /// metrics are asked.
+    pub extras: Vec<(Vec<Dimension>, Filter)>,
     core: Vec<Metric>,
 }
 
@@ -218,12 +262,12 @@ impl Plan {
         let plain = |dims: Vec<Dimension>, filter: Filter| StatsQuery { metrics: core.clone(), dimensions: dims, filter };
         let mut parts = Vec::new();
         let mut mains = Vec::new();
-        let mut engagement = Vec::new();
-        let wants_engagement =
+        let mut extras = Vec::new();
+        let wants_extras =
             q.metrics.iter().any(|m| matches!(m, Metric::ScrollDepth | Metric::TimeOnPage | Metric::TotalRevenue | Metric::AverageRevenue));
         let mut add_main = |filter: Filter, goal: Option<String>, parts: &mut Vec<StatsQuery>| {
-            if wants_engagement {
-                engagement.push((dims.clone(), filter.clone()));
+            if wants_extras {
+                extras.push((dims.clone(), filter.clone()));
             }
             parts.push(plain(dims.clone(), filter));
             mains.push((parts.len() - 1, goal));
@@ -253,12 +297,12 @@ impl Plan {
         } else {
             None
         };
-        Plan { q: q.clone(), goal_dim, parts, mains, base_total, base_groups, union_total, engagement, core }
+        Plan { q: q.clone(), goal_dim, parts, mains, base_total, base_groups, union_total, extras, core }
     }
 
-    /// Combines the answers to `parts` (same order) and the engagement sums of
-    /// `engagement` (same order) into the question's rows.
-    pub fn combine(&self, answers: Vec<Vec<Row>>, engagement: Vec<ExtraGroups>) -> Vec<Row> {
+    /// Combines the answers to `parts` (same order) and the sums of `extras` (same order)
+    /// into the question's rows.
+    pub fn combine(&self, answers: Vec<Vec<Row>>, extras: Vec<ExtraGroups>) -> Vec<Row> {
         let at = |m: Metric| self.core.iter().position(|c| *c == m).expect("visitors and events are always asked");
         let (visitors_at, events_at) = (at(Metric::Visitors), at(Metric::Events));
         let total_visitors = |i: Option<usize>| i.and_then(|i| answers[i].first()).map(|r| r.metrics[visitors_at]).unwrap_or(0.0);
@@ -277,7 +321,7 @@ impl Plan {
                     continue;
                 }
                 let none = Extras::default();
-                let eng = engagement.get(main_no).and_then(|e| e.get(&row.dimensions)).unwrap_or(&none);
+                let eng = extras.get(main_no).and_then(|e| e.get(&row.dimensions)).unwrap_or(&none);
                 let metrics = self
                     .q
                     .metrics
@@ -310,6 +354,6 @@ impl Plan {
 pub fn evaluate(q: &StatsQuery, goals: &[Goal], tz: &crate::domain::Timezone, events: &[crate::domain::Event]) -> Vec<Row> {
     let plan = Plan::new(q, goals);
     let answers = plan.parts.iter().map(|p| scan::evaluate(p, tz, events)).collect();
-    let engagement = plan.engagement.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, tz, events)).collect();
-    plan.combine(answers, engagement)
+    let extras = plan.extras.iter().map(|(dims, filter)| scan::extra_sums(dims, filter, tz, events)).collect();
+    plan.combine(answers, extras)
 }

@@ -165,8 +165,8 @@ pub async fn answer_with(
         for part in &plan.parts {
             answers.push(plain_rows(store, cache, site, part, day_aligned, from_ms, to_ms).await?);
         }
-        let engagement = extra_sums(store, cache, site, &plan.engagement, from_ms, to_ms).await?;
-        plan.combine(answers, engagement)
+        let extras = extra_sums(store, cache, site, &plan.extras, from_ms, to_ms).await?;
+        plan.combine(answers, extras)
     };
     Ok(Answer { rows, from_ms, to_ms })
 }

@@ -309,9 +309,7 @@ pub fn group_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
 pub fn extra_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, events: &[Event]) -> super::derived::ExtraGroups {
     let (visits, visit_of) = rebuild_visits(events);
     let mut out: super::derived::ExtraGroups = HashMap::new();
-    // Per group: visits with engaged time, and each (visit, page)'s deepest scroll.
-    let mut time: HashMap<Vec<String>, (HashSet<usize>, u64)> = HashMap::new();
-    let mut scroll: HashMap<Vec<String>, HashMap<(usize, String), u8>> = HashMap::new();
+    let mut engagement = super::derived::EngagementAcc::default();
     for (i, e) in events.iter().enumerate() {
         let v = &visits[visit_of[i]];
         if e.facts.kind != EventKind::Engagement {
@@ -333,25 +331,8 @@ pub fn extra_sums(dimensions: &[Dimension], filter: &Filter, tz: &Timezone, even
             continue;
         }
         let key: Vec<String> = dimensions.iter().map(|d| value(d, &twin, v, events, tz)).collect();
-        if let Some(ms) = e.facts.engaged_ms {
-            let t = time.entry(key.clone()).or_default();
-            t.0.insert(visit_of[i]);
-            t.1 += ms as u64;
-        }
-        if let Some(sd) = e.facts.scroll_depth {
-            let deepest = scroll.entry(key).or_default().entry((visit_of[i], e.facts.pathname.clone())).or_insert(0);
-            *deepest = (*deepest).max(sd);
-        }
+        engagement.add(key, visit_of[i], || e.facts.pathname.clone(), e.facts.engaged_ms, e.facts.scroll_depth);
     }
-    for (key, (vs, ms)) in time {
-        let g = out.entry(key).or_default();
-        g.time_visits = vs.len() as u64;
-        g.engaged_ms = ms;
-    }
-    for (key, pairs) in scroll {
-        let g = out.entry(key).or_default();
-        g.scroll_pairs = pairs.len() as u64;
-        g.scroll_sum = pairs.values().map(|&d| d as u64).sum();
-    }
+    engagement.finish_into(&mut out);
     out
 }

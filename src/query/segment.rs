@@ -475,57 +475,45 @@ impl DaySegment {
             return None;
         }
         let pred = self.compile(filter);
-        let prop_keys: HashMap<String, Option<u32>> = dimensions
+        let prop_keys = self.prop_codes(dimensions);
+        let mut out: HashMap<u64, super::derived::Extras> = HashMap::new();
+        let mut engagement = super::derived::EngagementAcc::default();
+        for g in &self.engagements {
+            if self.test(&pred, &g.twin) {
+                let key = self.group_key(dimensions, &g.twin, &prop_keys);
+                engagement.add(key, g.twin.visit, || g.twin.page, g.engaged_ms, g.scroll_depth);
+            }
+        }
+        engagement.finish_into(&mut out);
+        for &(i, micros, currency) in &self.revenue {
+            let e = &self.events[i as usize];
+            if self.test(&pred, e) {
+                out.entry(self.group_key(dimensions, e, &prop_keys)).or_default().add_revenue_micros(micros, &self.strings[currency as usize]);
+            }
+        }
+        Some(out.into_iter().map(|(key, x)| (self.key_strings(dimensions, key), x)).collect())
+    }
+
+    /// The codes of the prop keys among `dimensions` (`None` for keys this day lacks).
+    fn prop_codes(&self, dimensions: &[Dimension]) -> HashMap<String, Option<u32>> {
+        dimensions
             .iter()
             .filter_map(|d| match d {
                 Dimension::Prop(k) => Some((k.clone(), self.code_of(k))),
                 _ => None,
             })
-            .collect();
-        let key_of = |e: &SegEvent| dimensions.iter().fold(0u64, |key, d| (key << 32) | self.key_part(d, e, &prop_keys) as u64);
-        let mut out: HashMap<u64, super::derived::Extras> = HashMap::new();
-        let mut time: HashMap<u64, (std::collections::HashSet<u32>, u64)> = HashMap::new();
-        let mut scroll: HashMap<u64, HashMap<(u32, u32), u8>> = HashMap::new();
-        for g in &self.engagements {
-            if !self.test(&pred, &g.twin) {
-                continue;
-            }
-            let key = key_of(&g.twin);
-            if let Some(ms) = g.engaged_ms {
-                let t = time.entry(key).or_default();
-                t.0.insert(g.twin.visit);
-                t.1 += ms as u64;
-            }
-            if let Some(sd) = g.scroll_depth {
-                let deepest = scroll.entry(key).or_default().entry((g.twin.visit, g.twin.page)).or_insert(0);
-                *deepest = (*deepest).max(sd);
-            }
-        }
-        for (key, (visits, ms)) in time {
-            let x = out.entry(key).or_default();
-            x.time_visits = visits.len() as u64;
-            x.engaged_ms = ms;
-        }
-        for (key, pairs) in scroll {
-            let x = out.entry(key).or_default();
-            x.scroll_pairs = pairs.len() as u64;
-            x.scroll_sum = pairs.values().map(|&d| d as u64).sum();
-        }
-        for &(i, micros, currency) in &self.revenue {
-            let e = &self.events[i as usize];
-            if self.test(&pred, e) {
-                out.entry(key_of(e)).or_default().add_revenue_micros(micros, &self.strings[currency as usize]);
-            }
-        }
+            .collect()
+    }
+
+    /// An event's group: its dimension codes packed 32 bits each (at most two).
+    fn group_key(&self, dimensions: &[Dimension], e: &SegEvent, prop_keys: &HashMap<String, Option<u32>>) -> u64 {
+        dimensions.iter().fold(0u64, |key, d| (key << 32) | self.key_part(d, e, prop_keys) as u64)
+    }
+
+    /// The dimension values of a packed group key.
+    fn key_strings(&self, dimensions: &[Dimension], key: u64) -> Vec<String> {
         let n = dimensions.len();
-        Some(
-            out.into_iter()
-                .map(|(key, x)| {
-                    let parts = dimensions.iter().enumerate().map(|(i, d)| self.key_string(d, (key >> (32 * (n - 1 - i))) as u32)).collect();
-                    (parts, x)
-                })
-                .collect(),
-        )
+        dimensions.iter().enumerate().map(|(i, d)| self.key_string(d, (key >> (32 * (n - 1 - i))) as u32)).collect()
     }
 
     /// The same as `scan::group_sums` over this day's events, for up to two dimensions
@@ -535,13 +523,7 @@ impl DaySegment {
             return None;
         }
         let pred = self.compile(filter);
-        let prop_keys: HashMap<String, Option<u32>> = dimensions
-            .iter()
-            .filter_map(|d| match d {
-                Dimension::Prop(k) => Some((k.clone(), self.code_of(k))),
-                _ => None,
-            })
-            .collect();
+        let prop_keys = self.prop_codes(dimensions);
         let mut groups: HashMap<u64, Acc, BuildHasherDefault<VisitKeyHasher>> = HashMap::default();
         let mut total = Acc::default();
         let visit_level = dimensions.iter().all(|d| matches!(d, Dimension::Visit(_) | Dimension::Day | Dimension::Week | Dimension::Month))
@@ -563,10 +545,7 @@ impl DaySegment {
                 if !self.test(&pred, &e) {
                     continue;
                 }
-                let mut key = 0u64;
-                for d in dimensions {
-                    key = (key << 32) | self.key_part(d, &e, &prop_keys) as u64;
-                }
+                let key = self.group_key(dimensions, &e, &prop_keys);
                 groups.entry(key).or_default().add_visit(vi as u32, v);
                 total.add_visit(vi as u32, v);
             }
@@ -583,26 +562,12 @@ impl DaySegment {
                     continue;
                 }
                 let v = &self.visits[e.visit as usize];
-                let mut key = 0u64;
-                for d in dimensions {
-                    key = (key << 32) | self.key_part(d, e, &prop_keys) as u64;
-                }
+                let key = self.group_key(dimensions, e, &prop_keys);
                 groups.entry(key).or_default().add_event(e, v);
                 total.add_event(e, v);
             }
         }
-        let out = groups
-            .iter()
-            .map(|(key, acc)| {
-                let n = dimensions.len();
-                let parts: Vec<String> = dimensions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| self.key_string(d, (key >> (32 * (n - 1 - i))) as u32))
-                    .collect();
-                (parts, acc.sums)
-            })
-            .collect();
+        let out = groups.iter().map(|(key, acc)| (self.key_strings(dimensions, *key), acc.sums)).collect();
         Some((out, total.sums))
     }
 }
